@@ -1,0 +1,47 @@
+"""Roost's runtime: durable actors on trio with LMDB-backed storage.
+
+The public names are those of API.md; everything else lives in private modules.
+"""
+
+from .actor import Actor, ActorContext, AlarmInfo
+from .clock import now
+from .config import load_config
+from .errors import (
+    ActorError,
+    ActorResetError,
+    DataCloneError,
+    MethodNotFoundError,
+    OverloadedError,
+    RemoteError,
+    StorageError,
+    StorageLimitError,
+)
+from .ids import ActorId
+from .request import Request, Response
+from .storage import Storage
+from .stubs import ActorStub, Env, Namespace
+from .system import open_runtime
+
+__all__ = [
+    "Actor",
+    "ActorContext",
+    "ActorError",
+    "ActorId",
+    "ActorResetError",
+    "ActorStub",
+    "AlarmInfo",
+    "DataCloneError",
+    "Env",
+    "MethodNotFoundError",
+    "Namespace",
+    "OverloadedError",
+    "RemoteError",
+    "Request",
+    "Response",
+    "Storage",
+    "StorageError",
+    "StorageLimitError",
+    "load_config",
+    "now",
+    "open_runtime",
+]

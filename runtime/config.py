@@ -1,0 +1,298 @@
+"""``roost.toml`` and its in-code equivalent, checked and normalised into ``Config``.
+
+Trio-free. Every mistake raises ``ConfigError`` naming the source, the table and the key,
+before anything starts. Classes may be given as import paths (``"module:Class"``) or, in
+code, as the classes themselves; both are resolved here.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from .errors import ConfigError
+from .extensions import load_object
+
+BINDING_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueConfig:
+    """One queue: its producer binding (if any) and its consumer settings (if consumed)."""
+
+    queue: str
+    binding: str | None = None
+    consumer: type | None = None
+    max_batch_size: int = 10
+    max_batch_timeout: float = 5.0
+    max_retries: int = 3
+    dead_letter_queue: str | None = None
+    max_concurrency: int = 1
+    retry_delay: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    source: str = "<config>"
+    data_dir: str | None = None
+    actors: dict[str, type] = field(default_factory=dict)
+    queues: dict[str, QueueConfig] = field(default_factory=dict)
+    vars: dict[str, str] = field(default_factory=dict)
+
+
+# (key, type, low, high) of each consumer setting; None bounds are open.
+_CONSUMER_SETTINGS: dict[str, tuple[type | tuple[type, ...], float | None, float | None]] = {
+    "max_batch_size": (int, 1, 100),
+    "max_batch_timeout": ((int, float), 0, 60),
+    "max_retries": (int, 0, 100),
+    "max_concurrency": (int, 1, 250),
+    "retry_delay": ((int, float), 0, 86400),
+}
+_TOP_KEYS = {"data_dir", "vars", "durable_objects", "queues", "name", "main", "compatibility_date"}
+
+
+def load_config(path: str | os.PathLike[str]) -> Config:
+    """Read ``roost.toml`` at ``path``; vars are overridden by environment variables."""
+    source = os.fspath(path)
+    try:
+        with open(source, "rb") as f:
+            data = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigError(f"{source}: cannot read: {exc.strerror or exc}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: not valid TOML: {exc}") from None
+    config = parse_config(data, source=source)
+    overridden = {k: os.environ.get(k, v) for k, v in config.vars.items()}
+    data_dir = config.data_dir
+    if data_dir is not None and not os.path.isabs(data_dir):
+        data_dir = os.path.join(os.path.dirname(os.path.abspath(source)), data_dir)
+    return Config(source, data_dir, config.actors, config.queues, overridden)
+
+
+def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
+    """Check a ``roost.toml``-shaped mapping and resolve its classes."""
+    where = _Where(source)
+    _expect(data, Mapping, where, "", "a table")
+    _unknown(data, _TOP_KEYS, where, "")
+    data_dir = data.get("data_dir")
+    if data_dir is not None:
+        _expect(data_dir, str, where, "data_dir", "a string")
+    variables = _vars(data.get("vars", {}), where)
+    actors = _durable_objects(data.get("durable_objects", {}), where)
+    queues = _queues(data.get("queues", {}), where)
+    config = Config(source, data_dir, actors, queues, variables)
+    check_bindings(config)
+    return config
+
+
+def merge(
+    config: Config,
+    *,
+    data_dir: str | os.PathLike[str] | None,
+    actors: Mapping[str, type | str] | None,
+    queues: list[Mapping[str, Any]] | None,
+    vars: Mapping[str, str] | None,
+) -> Config:
+    """``config`` plus the keyword arguments of ``open_runtime`` (which add to it)."""
+    where = _Where(config.source)
+    merged_actors = dict(config.actors)
+    for binding, cls in (actors or {}).items():
+        merged_actors[binding] = _class(cls, where, f"actors.{binding}")
+    merged_queues = dict(config.queues)
+    for i, entry in enumerate(queues or []):
+        table = f"queues[{i}]"
+        _expect(entry, Mapping, where, table, "a dict")
+        _unknown(entry, {"queue", "binding", "consumer", "dead_letter_queue", *_CONSUMER_SETTINGS}, where, table)
+        name = _queue_name(entry.get("queue"), where, f"{table}.queue")
+        settings = _consumer_settings(entry, where, table)
+        consumer = entry.get("consumer")
+        if consumer is not None:
+            settings["consumer"] = _class(consumer, where, f"{table}.consumer")
+        binding = entry.get("binding")
+        if binding is not None:
+            settings["binding"] = _binding(binding, where, f"{table}.binding")
+        merged_queues[name] = QueueConfig(name, **settings)
+    _add_dead_letter_queues(merged_queues)
+    merged_vars = dict(config.vars)
+    for name, value in (vars or {}).items():
+        merged_vars[_binding(name, where, "vars")] = _expect(value, str, where, f"vars.{name}", "a string")
+    result = Config(
+        config.source,
+        os.fspath(data_dir) if data_dir is not None else config.data_dir,
+        merged_actors,
+        merged_queues,
+        merged_vars,
+    )
+    check_bindings(result)
+    return result
+
+
+def check_bindings(config: Config) -> None:
+    """Every env name is bound once: across actors, queue producers and vars."""
+    seen: dict[str, str] = {}
+    names = [(b, "durable_objects.bindings") for b in config.actors]
+    names += [(q.binding, "queues.producers") for q in config.queues.values() if q.binding]
+    names += [(v, "vars") for v in config.vars]
+    for name, table in names:
+        if name in seen:
+            raise ConfigError(f"{config.source}: [{table}] binding {name!r} is already bound in [{seen[name]}]")
+        seen[name] = table
+
+
+# -- tables ----------------------------------------------------------------------------------
+
+
+class _Where:
+    __slots__ = ("source",)
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def error(self, table: str, message: str) -> ConfigError:
+        return ConfigError(f"{self.source}: [{table}] {message}" if table else f"{self.source}: {message}")
+
+
+def _vars(table: Any, where: _Where) -> dict[str, str]:
+    _expect(table, Mapping, where, "vars", "a table")
+    out = {}
+    for name, value in table.items():
+        _binding(name, where, "vars")
+        out[name] = _expect(value, str, where, f"vars.{name}", "a string")
+    return out
+
+
+def _durable_objects(table: Any, where: _Where) -> dict[str, type]:
+    _expect(table, Mapping, where, "durable_objects", "a table")
+    _unknown(table, {"bindings"}, where, "durable_objects")
+    entries = table.get("bindings", [])
+    _expect(entries, list, where, "durable_objects.bindings", "an array of tables")
+    out: dict[str, type] = {}
+    for i, entry in enumerate(entries):
+        t = f"durable_objects.bindings[{i}]"
+        _expect(entry, Mapping, where, t, "a table")
+        _unknown(entry, {"name", "class_name", "script_name"}, where, t)
+        name = _binding(_required(entry, "name", where, t), where, f"{t}.name")
+        if name in out:
+            raise where.error(t, f"key 'name': binding {name!r} is declared twice")
+        out[name] = _class(_required(entry, "class_name", where, t), where, f"{t}.class_name")
+    return out
+
+
+def _queues(table: Any, where: _Where) -> dict[str, QueueConfig]:
+    _expect(table, Mapping, where, "queues", "a table")
+    _unknown(table, {"producers", "consumers"}, where, "queues")
+    producers: dict[str, str] = {}
+    for i, entry in enumerate(_expect(table.get("producers", []), list, where, "queues.producers", "an array")):
+        t = f"queues.producers[{i}]"
+        _expect(entry, Mapping, where, t, "a table")
+        _unknown(entry, {"queue", "binding", "delivery_delay"}, where, t)
+        queue = _queue_name(_required(entry, "queue", where, t), where, f"{t}.queue")
+        producers[queue] = _binding(_required(entry, "binding", where, t), where, f"{t}.binding")
+    consumers: dict[str, dict[str, Any]] = {}
+    for i, entry in enumerate(_expect(table.get("consumers", []), list, where, "queues.consumers", "an array")):
+        t = f"queues.consumers[{i}]"
+        _expect(entry, Mapping, where, t, "a table")
+        _unknown(entry, {"queue", "class_name", "dead_letter_queue", *_CONSUMER_SETTINGS}, where, t)
+        queue = _queue_name(_required(entry, "queue", where, t), where, f"{t}.queue")
+        if queue in consumers:
+            raise where.error(t, f"key 'queue': queue {queue!r} already has a consumer")
+        settings = _consumer_settings(entry, where, t)
+        settings["consumer"] = _class(_required(entry, "class_name", where, t), where, f"{t}.class_name")
+        consumers[queue] = settings
+    dead_letter = {s.get("dead_letter_queue") for s in consumers.values()} - {None}
+    for i, (queue, settings) in enumerate(consumers.items()):
+        if queue not in producers and queue not in dead_letter:
+            raise where.error(
+                f"queues.consumers[{i}]",
+                f"key 'queue': queue {queue!r} is not declared by any [[queues.producers]] or dead_letter_queue",
+            )
+    queues = {
+        name: QueueConfig(name, binding=producers.get(name), **consumers.get(name, {}))
+        for name in [*producers, *(q for q in consumers if q not in producers)]
+    }
+    _add_dead_letter_queues(queues)
+    return queues
+
+
+def _add_dead_letter_queues(queues: dict[str, QueueConfig]) -> None:
+    """A queue named only as a dead_letter_queue exists too."""
+    for q in list(queues.values()):
+        if q.dead_letter_queue and q.dead_letter_queue not in queues:
+            queues[q.dead_letter_queue] = QueueConfig(q.dead_letter_queue)
+
+
+def _consumer_settings(entry: Mapping[str, Any], where: _Where, table: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, (kind, low, high) in _CONSUMER_SETTINGS.items():
+        if key not in entry:
+            continue
+        value = entry[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            raise where.error(table, f"key {key!r}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise where.error(table, f"key {key!r}: {value!r} is out of range {low}..{high}")
+        out[key] = value
+    dlq = entry.get("dead_letter_queue")
+    if dlq is not None:
+        out["dead_letter_queue"] = _queue_name(dlq, where, f"{table}.dead_letter_queue")
+        if dlq == entry.get("queue"):
+            raise where.error(table, f"key 'dead_letter_queue': queue {dlq!r} cannot be its own dead-letter queue")
+    return out
+
+
+# -- values ----------------------------------------------------------------------------------
+
+
+def _expect(value: Any, kind: Any, where: _Where, key: str, description: str) -> Any:
+    if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
+        table, _, leaf = key.rpartition(".")
+        raise where.error(table, f"key {leaf!r}: expected {description}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def _required(entry: Mapping[str, Any], key: str, where: _Where, table: str) -> Any:
+    if key not in entry:
+        raise where.error(table, f"key {key!r} is required")
+    return entry[key]
+
+
+def _unknown(entry: Mapping[str, Any], allowed: set[str], where: _Where, table: str) -> None:
+    for key in entry:
+        if key not in allowed:
+            raise where.error(table, f"unknown key {key!r} (expected one of: {', '.join(sorted(allowed))})")
+
+
+def _binding(name: Any, where: _Where, key: str) -> str:
+    _expect(name, str, where, key, "a string")
+    if not name or not set(name) <= BINDING_CHARS or name[0].isdigit():
+        table, _, leaf = key.rpartition(".")
+        raise where.error(table, f"key {leaf!r}: {name!r} is not a valid binding name (letters, digits, _)")
+    return name
+
+
+def _queue_name(name: Any, where: _Where, key: str) -> str:
+    _expect(name, str, where, key, "a string")
+    if not name or len(name) > 63 or not all(c.isalnum() or c in "-_" for c in name) or not name.isascii():
+        table, _, leaf = key.rpartition(".")
+        raise where.error(table, f"key {leaf!r}: {name!r} is not a valid queue name (1-63 of a-z, 0-9, - and _)")
+    return name
+
+
+def _class(value: Any, where: _Where, key: str) -> type:
+    """Resolve an import path to a class (the runtime checks that it is an Actor)."""
+    table, _, leaf = key.rpartition(".")
+    if isinstance(value, str):
+        try:
+            value = load_object(value)
+        except ImportError as exc:
+            raise where.error(table, f"key {leaf!r}: cannot import {value!r}: {exc}") from None
+        except Exception as exc:  # the user's module raised while importing
+            raise where.error(
+                table, f"key {leaf!r}: importing {value!r} raised {type(exc).__name__}: {exc}"
+            ) from None
+    if not isinstance(value, type):
+        raise where.error(table, f"key {leaf!r}: {value!r} is not a class")
+    return value

@@ -1,0 +1,52 @@
+"""The interface through which built-in actors (the ``actors`` package) plug into a runtime.
+
+The runtime never imports ``actors``: it loads an ``Extension`` by import string, the way
+``roost.toml`` names classes, and asks it for namespaces to host and bindings to add.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Any, Protocol
+
+BUILTINS = "actors.extension:builtins"
+
+
+def load_object(path: str) -> Any:
+    """Import ``"package.module:Name"`` (``Name`` may be dotted); ``ImportError`` if absent."""
+    if not isinstance(path, str) or path.count(":") != 1:
+        raise ImportError(f"{path!r} is not an import path of the form 'package.module:Name'")
+    module_name, _, attribute = path.partition(":")
+    if not module_name or not attribute:
+        raise ImportError(f"{path!r} is not an import path of the form 'package.module:Name'")
+    found: Any = importlib.import_module(module_name)
+    for part in attribute.split("."):
+        try:
+            found = getattr(found, part)
+        except AttributeError:
+            raise ImportError(f"module {module_name!r} has no attribute {attribute!r}") from None
+    return found
+
+
+class Extension(Protocol):
+    """What a package of built-ins adds to every runtime. Every member but ``name`` is optional.
+
+    ``namespaces``: actor classes hosted under reserved binding names (each its own namespace).
+    ``bindings(rt)``: extra ``env`` entries, made once the runtime's namespaces exist.
+    ``start(rt)``: background work, run in the runtime's nursery until it closes.
+    """
+
+    name: str
+    namespaces: Mapping[str, type]
+
+    def bindings(self, rt: Any) -> Mapping[str, Any]: ...
+
+    async def start(self, rt: Any) -> None: ...
+
+
+def load_extension(path: str) -> Extension:
+    extension = load_object(path)
+    if not isinstance(getattr(extension, "name", None), str):
+        raise TypeError(f"{path!r} is not a Roost extension (it has no name)")
+    return extension

@@ -1,0 +1,17 @@
+"""Limits and defaults of the runtime, with their units in their names.
+
+Pure constants: no imports of the rest of the runtime, no behaviour.
+"""
+
+MAX_KEY_BYTES = 2048
+MAX_VALUE_BYTES = 131072
+MAX_KEYS_PER_CALL = 128
+
+DEFAULT_IDLE_TIMEOUT_SECONDS = 60.0
+DEFAULT_MAX_INBOX = 1000
+BLOCK_CONCURRENCY_TIMEOUT_SECONDS = 30.0
+
+# LMDB's default build refuses keys of 511 bytes or more.
+LMDB_MAX_KEY_BYTES = 511
+DEFAULT_MAP_SIZE_BYTES = 1 << 40
+DEFAULT_MAX_DBS = 16

@@ -1,0 +1,164 @@
+"""``Storage``: one actor's durable key-value store and alarm, as API.md section 3 describes.
+
+Writes land in an in-memory ``WriteSet`` and the actor is marked dirty with the committer;
+the committer takes the set at its next group commit (so writes made without yielding are
+always committed together). Must stay true: no method but ``sync`` yields to trio, and
+``wait_durable`` returns only once every earlier write is committed with sync.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from ..errors import ActorResetError, StorageError
+from ..store.committer import Batch, Committer
+from ..store.env import ActorWrites, Environment
+from .operations import KeyValueOperations
+from .transaction import Transaction
+from .writeset import UNCHANGED, WriteSet
+
+
+class Storage(KeyValueOperations):
+    """The storage of one actor instance (``self.storage`` / ``ctx.storage``).
+
+    Keys are str of at most 2048 bytes UTF-8; values msgpack-encodable, at most 131072 bytes
+    encoded (``StorageLimitError`` otherwise, nothing written). Values come back as copies.
+    """
+
+    __slots__ = (
+        "_env",
+        "_committer",
+        "_prefix",
+        "_name",
+        "_pending",
+        "_in_flight",
+        "_committing",
+        "_batch",
+        "_registered",
+        "_alarm",
+        "_on_alarm_committed",
+        "_closed",
+    )
+
+    def __init__(
+        self,
+        env: Environment,
+        committer: Committer,
+        prefix: bytes,
+        *,
+        name: str | None,
+        record: dict | None,
+        on_alarm_committed: Callable[[bytes, float | None], None] | None = None,
+    ) -> None:
+        self._env = env
+        self._committer = committer
+        self._prefix = prefix
+        self._name = name
+        self._pending: WriteSet | None = None
+        self._in_flight: WriteSet | None = None
+        self._committing: ActorWrites | None = None
+        self._batch: Batch | None = None
+        self._registered = record is not None and record.get("name") == name
+        self._alarm: float | None = None if record is None else record.get("alarm")
+        self._on_alarm_committed = on_alarm_committed
+        self._closed = False
+
+    # -- layering --------------------------------------------------------------------------
+
+    def _layers(self) -> tuple[WriteSet | None, ...]:
+        return (self._pending, self._in_flight)
+
+    def _write_target(self) -> WriteSet:
+        if self._closed:
+            raise ActorResetError("this actor instance was reset; its storage is closed")
+        if self._pending is None:
+            self._pending = WriteSet()
+        committer = self._committer
+        if self._batch is not committer.open_batch:
+            self._batch = committer.mark_dirty(self)
+        return self._pending
+
+    def _durable_alarm(self) -> float | None:
+        return self._alarm
+
+    # -- API beyond the shared key-value methods --------------------------------------------
+
+    async def delete_all(self) -> None:
+        """Delete every key and the alarm."""
+        self._write_target().clear()
+
+    def transaction(self) -> Transaction:
+        """``async with storage.transaction() as txn``: all of its writes or none.
+
+        The block's writes become visible to the rest of the actor when it exits normally; an
+        exception or ``txn.rollback()`` discards them, alarm changes included.
+        """
+        return Transaction(self)
+
+    async def sync(self) -> None:
+        """Return once every write made before this call is durable."""
+        await self.wait_durable()
+
+    # -- for the runtime -------------------------------------------------------------------
+
+    @property
+    def prefix(self) -> bytes:
+        return self._prefix
+
+    @property
+    def last_batch(self) -> Batch | None:
+        """The group commit holding this storage's latest write."""
+        return self._batch
+
+    @property
+    def has_unflushed_writes(self) -> bool:
+        batch = self._batch
+        return batch is not None and not batch.done.is_set()
+
+    async def wait_durable(self) -> None:
+        """The output gate: wait for the commit holding this actor's latest write."""
+        batch = self._batch
+        if batch is None:
+            return
+        if not batch.done.is_set():
+            await batch.done.wait()
+        if batch.failed_for(self):
+            raise ActorResetError("the commit holding this actor's writes failed; the actor was reset")
+
+    def close(self) -> None:
+        """Drop writes not yet handed to the committer; later writes raise."""
+        self._closed = True
+        self._pending = None
+
+    def apply_transaction(self, writes: WriteSet) -> None:
+        writes.merge_into(self._write_target())
+
+    # -- the committer's side (Writer protocol) ---------------------------------------------
+
+    def take_writes(self) -> ActorWrites:
+        taken = self._pending if self._pending is not None else WriteSet()
+        self._pending = None
+        self._in_flight = taken
+        writes = ActorWrites(self._prefix, values=taken.values, clear=taken.cleared)
+        alarm = self._alarm if taken.alarm is UNCHANGED else taken.alarm
+        if alarm != self._alarm:
+            writes.move_alarm = True
+            writes.old_alarm, writes.new_alarm = self._alarm, alarm  # type: ignore[assignment]
+        puts = any(v is not None for v in taken.values.values())
+        if taken.cleared and not puts and alarm is None:
+            writes.write_record, writes.record = self._registered, None
+        elif writes.move_alarm or (puts and not self._registered) or taken.cleared:
+            writes.write_record, writes.record = True, {"name": self._name, "alarm": alarm}
+        self._committing = writes
+        return writes
+
+    def writes_committed(self) -> None:
+        writes = self._committing
+        self._in_flight = self._committing = None
+        if writes is None:
+            raise StorageError("commit confirmed for a storage with nothing in flight")
+        if writes.write_record:
+            self._registered = writes.record is not None
+        if writes.move_alarm:
+            self._alarm = writes.new_alarm
+            if self._on_alarm_committed is not None:
+                self._on_alarm_committed(self._prefix, self._alarm)

@@ -1,0 +1,1 @@
+"""The LMDB environment: key layout, reads, and the group committer."""

@@ -1,0 +1,292 @@
+"""The one LMDB environment of a data directory: opening it, reads, and applying write sets.
+
+This is the only module that touches ``lmdb`` and the only place its errors are translated
+into ``StorageError``. Reads run inline in short read transactions and never yield; the
+write half (``apply_batch``) runs inside one call on whichever thread the committer uses, and
+never across an ``await``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import lmdb
+
+from .. import codec
+from ..errors import StorageError
+from ..limits import DEFAULT_MAX_DBS
+from . import keys
+
+# A value in a write set that means "delete this key".
+DELETE = None
+
+
+@dataclass(slots=True)
+class ActorWrites:
+    """One actor's writes in one group commit.
+
+    ``values`` maps user keys (UTF-8 bytes) to new values or DELETE; ``clear`` deletes every
+    key of the actor first; ``record`` is the actor's new metadata record, None to remove it,
+    or ``UNCHANGED``; ``alarm_index`` lists (old due time, new due time) index moves.
+    """
+
+    prefix: bytes
+    values: dict[bytes, bytes | None] = field(default_factory=dict)
+    clear: bool = False
+    record: Any = None
+    write_record: bool = False
+    old_alarm: float | None = None
+    new_alarm: float | None = None
+    move_alarm: bool = False
+
+
+class MapFull(Exception):
+    """Raised inside ``apply_batch`` when the map is full, so the caller can grow it and retry."""
+
+
+class Environment:
+    """An open LMDB environment with Roost's named databases."""
+
+    def __init__(self, path: str, *, map_size_bytes: int, max_map_size_bytes: int) -> None:
+        os.makedirs(path, exist_ok=True)
+        try:
+            self._env = lmdb.open(
+                path,
+                map_size=map_size_bytes,
+                max_dbs=DEFAULT_MAX_DBS,
+                sync=True,
+                metasync=True,
+                writemap=False,
+                readahead=False,
+                max_spare_txns=4,
+            )
+            self._env.reader_check()
+            self.kv = self._env.open_db(keys.DB_KV)
+            self.actors = self._env.open_db(keys.DB_ACTORS)
+            self.alarms = self._env.open_db(keys.DB_ALARMS)
+            self.meta = self._env.open_db(keys.DB_META)
+            self._check_schema()
+        except lmdb.Error as exc:
+            raise StorageError(f"cannot open LMDB environment at {path!r}: {exc}") from exc
+        self.path = path
+        self.max_map_size_bytes = max(map_size_bytes, max_map_size_bytes)
+
+    def _check_schema(self) -> None:
+        with self._env.begin(db=self.meta, write=True) as txn:
+            found = txn.get(keys.SCHEMA_KEY)
+            if found is None:
+                txn.put(keys.SCHEMA_KEY, str(keys.SCHEMA_VERSION).encode())
+            elif int(found) != keys.SCHEMA_VERSION:
+                raise StorageError(f"data directory has schema {int(found)}, this Roost reads {keys.SCHEMA_VERSION}")
+
+    def close(self) -> None:
+        self._env.close()
+
+    # -- reads: inline, short transactions, never across an await --------------------------
+
+    def get(self, prefix: bytes, user_key: bytes) -> bytes | None:
+        stored = keys.stored_key(user_key)
+        try:
+            with self._env.begin(db=self.kv) as txn:
+                value = txn.get(prefix + stored)
+        except lmdb.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+        if value is None or not keys.is_long(stored):
+            return value
+        full_key, data = keys.split_long_value(value)
+        return data if full_key == user_key else None
+
+    def scan(
+        self,
+        prefix: bytes,
+        low: bytes | None,
+        high: bytes | None,
+        *,
+        reverse: bool,
+        limit: int | None,
+    ) -> list[tuple[bytes, bytes]]:
+        """(user key, value) pairs with ``low <= key < high`` in byte order (or reversed).
+
+        ``low``/``high`` are user keys; None means unbounded. At most ``limit`` pairs.
+        """
+        out: list[tuple[bytes, bytes]] = []
+        try:
+            with self._env.begin(db=self.kv) as txn:
+                for pair in _ordered(_raw_range(txn, prefix, low, high, reverse), reverse):
+                    user_key = pair[0]
+                    if low is not None and user_key < low:
+                        if reverse:
+                            break
+                        continue
+                    if high is not None and user_key >= high:
+                        if reverse:
+                            continue
+                        break
+                    out.append(pair)
+                    if limit is not None and len(out) >= limit:
+                        break
+        except lmdb.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+        return out
+
+    def get_record(self, prefix: bytes) -> dict | None:
+        try:
+            with self._env.begin(db=self.actors) as txn:
+                raw = txn.get(prefix)
+        except lmdb.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+        return None if raw is None else codec.decode(raw)
+
+    def records(self, namespace_key: bytes) -> list[tuple[bytes, dict]]:
+        """(actor id, record) of every actor with stored data in one namespace."""
+        out = []
+        try:
+            with self._env.begin(db=self.actors) as txn:
+                cursor = txn.cursor()
+                if cursor.set_range(namespace_key):
+                    for key, raw in cursor:
+                        if not key.startswith(namespace_key):
+                            break
+                        out.append((key[len(namespace_key) :], codec.decode(raw)))
+        except lmdb.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+        return out
+
+    # -- writes: one call, one thread ------------------------------------------------------
+
+    def apply_batch(
+        self,
+        batch: list[ActorWrites],
+        fault: Callable[[ActorWrites | None], None] | None = None,
+    ) -> list[tuple[ActorWrites, Exception]]:
+        """Commit every actor's writes in one durable transaction, one child txn per actor.
+
+        Returns the actors whose own part failed (their writes are not in the commit).
+        Raises ``MapFull`` when the map is full, ``StorageError`` when the whole commit failed.
+        ``fault`` is the test hook of ``runtime.testing.inject_commit_failure``.
+        """
+        failed: list[tuple[ActorWrites, Exception]] = []
+        try:
+            with self._env.begin(write=True) as txn:
+                for writes in batch:
+                    child = self._env.begin(write=True, parent=txn)
+                    try:
+                        if fault is not None:
+                            fault(writes)
+                        self._apply_actor(child, writes)
+                    except lmdb.MapFullError:
+                        child.abort()
+                        raise
+                    except (lmdb.Error, StorageError) as exc:
+                        child.abort()
+                        failed.append((writes, exc))
+                    else:
+                        child.commit()
+                if fault is not None:
+                    fault(None)
+        except lmdb.MapFullError as exc:
+            raise MapFull(str(exc)) from exc
+        except lmdb.Error as exc:
+            raise StorageError(f"commit failed: {exc}") from exc
+        return failed
+
+    def _apply_actor(self, txn: lmdb.Transaction, writes: ActorWrites) -> None:
+        prefix = writes.prefix
+        if writes.clear:
+            cursor = txn.cursor(db=self.kv)
+            if cursor.set_range(prefix):
+                while cursor.key().startswith(prefix):
+                    if not cursor.delete():
+                        break
+        for user_key, value in writes.values.items():
+            stored = prefix + keys.stored_key(user_key)
+            if value is DELETE:
+                txn.delete(stored, db=self.kv)
+            else:
+                txn.put(stored, keys.stored_value(user_key, value), db=self.kv)
+        if writes.move_alarm:
+            if writes.old_alarm is not None:
+                txn.delete(keys.alarm_index_key(writes.old_alarm, prefix), db=self.alarms)
+            if writes.new_alarm is not None:
+                txn.put(keys.alarm_index_key(writes.new_alarm, prefix), b"", db=self.alarms)
+        if writes.write_record:
+            if writes.record is None:
+                txn.delete(prefix, db=self.actors)
+            else:
+                txn.put(prefix, codec.encode(writes.record), db=self.actors)
+
+    def grow(self) -> bool:
+        """Double the map size up to the maximum. Call only with no transaction open."""
+        current = self._env.info()["map_size"]
+        if current >= self.max_map_size_bytes:
+            return False
+        self._env.set_mapsize(min(current * 2, self.max_map_size_bytes))
+        return True
+
+    def stats(self) -> dict[str, int]:
+        info = self._env.info()
+        return {"map_size_bytes": info["map_size"], "last_txn_id": info["last_txnid"]}
+
+
+_ABOVE_ANY_HASH = b"\xff" * (keys.HASH_BYTES + 1)
+
+
+def _raw_range(
+    txn: lmdb.Transaction, prefix: bytes, low: bytes | None, high: bytes | None, reverse: bool
+) -> Iterator[tuple[bytes, bytes]]:
+    """Decoded (user key, value) pairs in LMDB order: long keys sharing a head unsorted."""
+    cursor = txn.cursor()
+    cut = len(prefix)
+    if reverse:
+        if high is not None:
+            # Every stored key whose user key is below ``high`` sorts below this seek point:
+            # a short key is at most INLINE_KEY_BYTES long, a long one is its head plus a hash.
+            positioned = cursor.set_range(prefix + high[: keys.INLINE_KEY_BYTES] + _ABOVE_ANY_HASH)
+        else:
+            positioned = cursor.set_range(_next_prefix(prefix))
+        if positioned:
+            positioned = cursor.prev()
+        else:
+            positioned = cursor.last()
+        iterator = cursor.iterprev() if positioned else iter(())
+    else:
+        start = prefix + (low[: keys.INLINE_KEY_BYTES] if low is not None else b"")
+        iterator = cursor.iternext() if cursor.set_range(start) else iter(())
+    for key, value in iterator:
+        if not key.startswith(prefix):
+            break
+        stored = key[cut:]
+        if keys.is_long(stored):
+            yield keys.split_long_value(value)
+        else:
+            yield stored, value
+
+
+def _ordered(pairs: Iterator[tuple[bytes, bytes]], reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+    """Restore true byte order among adjacent long keys that share their stored head."""
+    run: list[tuple[bytes, bytes]] = []
+    head: bytes | None = None
+    for pair in pairs:
+        if len(pair[0]) > keys.INLINE_KEY_BYTES:
+            this_head = pair[0][: keys.INLINE_KEY_BYTES]
+            if this_head == head:
+                run.append(pair)
+                continue
+            yield from sorted(run, reverse=reverse)
+            run, head = [pair], this_head
+            continue
+        yield from sorted(run, reverse=reverse)
+        run, head = [], None
+        yield pair
+    yield from sorted(run, reverse=reverse)
+
+
+def _next_prefix(prefix: bytes) -> bytes:
+    """The smallest key greater than every key starting with ``prefix``."""
+    stripped = prefix.rstrip(b"\xff")
+    if not stripped:
+        return b"\xff" * (len(prefix) + 1)
+    return stripped[:-1] + bytes([stripped[-1] + 1])

@@ -1,0 +1,201 @@
+"""Addressing actors: ``Namespace``, ``ActorStub`` and ``Env``.
+
+A stub call copies its arguments and result through msgpack (like structured clone), waits
+on the calling actor's output gate, and delivers the event to the target instance in the
+caller's own task. Creating a stub does no I/O; the instance is built on its first event.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterator
+from functools import partial
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from . import codec
+from .actor import RESERVED_METHODS, Actor
+from .errors import MethodNotFoundError
+from .host import Host, NamespaceInfo
+from .ids import ActorId
+from .instance import current_instance
+from .remote_errors import arrived
+from .request import Request, Response, as_response
+
+
+class Namespace:
+    """The actors of one binding (``env.COUNTERS``, ``rt.namespace("COUNTERS")``)."""
+
+    __slots__ = ("_host", "_info")
+
+    def __init__(self, host: Host, info: NamespaceInfo) -> None:
+        self._host = host
+        self._info = info
+
+    @property
+    def binding(self) -> str:
+        return self._info.binding
+
+    def id_from_name(self, name: str) -> ActorId:
+        """The id for ``name``: the same name gives the same id, across restarts too."""
+        return self._info.scheme.from_name(name)
+
+    def new_unique_id(self) -> ActorId:
+        return self._info.scheme.unique()
+
+    def id_from_string(self, hex64: str) -> ActorId:
+        """Parse ``str(id)``; ``ValueError`` if not 64 hex chars or not from this namespace."""
+        return self._info.scheme.from_string(hex64)
+
+    def get(self, actor_id: ActorId) -> ActorStub:
+        """A stub for ``actor_id``; ``ValueError`` if another namespace made it."""
+        if not isinstance(actor_id, ActorId):
+            raise TypeError(f"Namespace.get takes an ActorId, not {type(actor_id).__name__}")
+        self._info.scheme.check(actor_id.raw)
+        return ActorStub(self._host, self._info, actor_id)
+
+    def get_by_name(self, name: str) -> ActorStub:
+        return ActorStub(self._host, self._info, self._info.scheme.from_name(name))
+
+    def __repr__(self) -> str:
+        return f"<Namespace {self._info.binding} of {self._info.cls.__qualname__}>"
+
+
+class ActorStub:
+    """Calls one actor: ``await stub.method(*args, **kwargs)``, ``await stub.fetch(...)``.
+
+    Calls made through one stub reach the actor in the order they were made. Arguments and
+    results are copied (``DataCloneError`` in the caller for a value that cannot be); errors
+    raised by the actor arrive as described in ``runtime.remote_errors``. A call that finds
+    the actor idle and has nothing to wait for completes without yielding to trio.
+    """
+
+    __slots__ = ("_host", "_info", "id")
+
+    def __init__(self, host: Host, info: NamespaceInfo, actor_id: ActorId) -> None:
+        self._host = host
+        self._info = info
+        self.id = actor_id
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        # Private and reserved names are refused by the actor, as a remote call would be.
+        return partial(self._call, name)
+
+    async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        payload = codec.encode((args, kwargs))
+        return codec.decode(await self._deliver(partial(_invoke, method, payload)))
+
+    async def fetch(
+        self,
+        request_or_path: Request | str,
+        *,
+        method: str = "GET",
+        headers: dict[str, str] | None = None,
+        body: bytes | str = b"",
+    ) -> Response:
+        """Send an HTTP request to the actor's ``fetch``; returns its ``Response``."""
+        if isinstance(request_or_path, Request):
+            request = _copy_request(request_or_path)
+        else:
+            request = _request_from_path(request_or_path, method, headers, body)
+        return await self._deliver(partial(_invoke_fetch, request))
+
+    async def _deliver(self, handler: Any) -> Any:
+        caller = current_instance.get()
+        if caller is not None:
+            await caller.output_gate()
+        host = self._host
+        try:
+            instance = host.instance_for(self._info, self.id)
+            host.statistics.events += 1
+            return await instance.run(handler, max_inbox=host.max_inbox)
+        except Exception as exc:
+            raise arrived(exc) from None
+
+    def __repr__(self) -> str:
+        return f"<ActorStub {self._info.binding}:{self.id.hex}>"
+
+
+class Env:
+    """The bindings by name: namespaces, queue producers, vars (``env.NAME``, ``env["NAME"]``)."""
+
+    __slots__ = ("_bindings",)
+
+    def __init__(self, bindings: dict[str, Any]) -> None:
+        object.__setattr__(self, "_bindings", dict(bindings))
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self._bindings[name]
+        except KeyError:
+            raise AttributeError(f"no binding named {name!r}; bindings: {sorted(self._bindings)}") from None
+
+    def __getitem__(self, name: str) -> Any:
+        try:
+            return self._bindings[name]
+        except KeyError:
+            raise KeyError(f"no binding named {name!r}; bindings: {sorted(self._bindings)}") from None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError("Env is read-only")
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._bindings
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(sorted(self._bindings))
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self._bindings.get(name, default)
+
+    def __repr__(self) -> str:
+        return f"<Env {sorted(self._bindings)}>"
+
+
+_method_cache: dict[tuple[type, str], Any] = {}
+
+
+def rpc_method(cls: type[Actor], name: str) -> Any:
+    """The function behind an RPC-callable method, or ``MethodNotFoundError``."""
+    key = (cls, name)
+    found = _method_cache.get(key)
+    if found is not None:
+        return found
+    function = getattr(cls, name, None) if isinstance(name, str) else None
+    if (
+        function is None
+        or name.startswith("_")
+        or name in RESERVED_METHODS
+        or not inspect.iscoroutinefunction(function)
+    ):
+        raise MethodNotFoundError(f"{cls.__qualname__} has no RPC method {name!r}")
+    _method_cache[key] = function
+    return function
+
+
+async def _invoke(method: str, payload: bytes, actor: Actor) -> bytes:
+    function = rpc_method(type(actor), method)
+    args, kwargs = codec.decode(payload)
+    return codec.encode(await function(actor, *args, **kwargs))
+
+
+async def _invoke_fetch(request: Request, actor: Actor) -> Response:
+    response = as_response(await actor.fetch(request))
+    return Response(response.body, response.status, dict(response.headers))
+
+
+def _copy_request(request: Request) -> Request:
+    return Request(request.method, request.path, dict(request.query), dict(request.headers), request.body)
+
+
+def _request_from_path(path: str, method: str, headers: dict[str, str] | None, body: bytes | str) -> Request:
+    parts = urlsplit(path)
+    return Request(
+        method=method.upper(),
+        path=parts.path or "/",
+        query=dict(parse_qsl(parts.query, keep_blank_values=True)),
+        headers={k.lower(): v for k, v in (headers or {}).items()},
+        body=body.encode() if isinstance(body, str) else bytes(body),
+    )

@@ -1,0 +1,185 @@
+"""``open_runtime`` and ``Runtime``: the store, the host and the extensions wired in one nursery.
+
+Closing the runtime refuses new instances, stops background work, commits every pending
+write, and closes the LMDB environment. Reopening the same data directory sees every write
+that was durable.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import trio
+
+from . import clock
+from .actor import Actor
+from .config import Config, merge, parse_config
+from .errors import ConfigError
+from .extensions import BUILTINS, Extension, load_extension
+from .host import Host, NamespaceInfo
+from .limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_MAP_SIZE_BYTES, DEFAULT_MAX_INBOX
+from .store.committer import Committer
+from .store.env import Environment
+from .stubs import Env, Namespace
+
+log = logging.getLogger("roost.runtime")
+
+
+class Runtime:
+    """A running Roost: namespaces by binding, the shared ``env``, and statistics."""
+
+    def __init__(self, config: Config, store: Environment, committer: Committer, host: Host) -> None:
+        self.config = config
+        self.data_dir = store.path
+        self._store = store
+        self._committer = committer
+        self._host = host
+        self._namespaces: dict[str, Namespace] = {}
+        self.env: Env = Env({})
+
+    def namespace(self, binding: str) -> Namespace:
+        """The namespace bound as ``binding``; ``KeyError`` naming the known ones if absent."""
+        try:
+            return self._namespaces[binding]
+        except KeyError:
+            raise KeyError(f"no actor namespace bound as {binding!r}; bound: {sorted(self._namespaces)}") from None
+
+    @property
+    def namespaces(self) -> Mapping[str, Namespace]:
+        return dict(self._namespaces)
+
+    def statistics(self) -> dict[str, Any]:
+        commits = self._committer.statistics
+        host = self._host.statistics
+        return {
+            "live_actors": self._host.live_instances,
+            "events": host.events,
+            "instances_started": host.instances_started,
+            "evictions": host.evictions,
+            "resets": host.resets,
+            "commits": commits.commits,
+            "committed_actors": commits.actors,
+            "committed_writes": commits.writes,
+            "failed_commits": commits.failed_commits,
+            "commit_seconds_total": commits.seconds_total,
+            "commit_latency_buckets": dict(zip(commits.BUCKETS_SECONDS, commits.latency_buckets)),
+        }
+
+    def _bind(self, info: NamespaceInfo) -> Namespace:
+        namespace = Namespace(self._host, info)
+        self._namespaces[info.binding] = namespace
+        return namespace
+
+
+@asynccontextmanager
+async def open_runtime(
+    config: Config | Mapping[str, Any] | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    actors: Mapping[str, type[Actor] | str] | None = None,
+    queues: list[Mapping[str, Any]] | None = None,
+    vars: Mapping[str, str] | None = None,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
+    max_inbox: int = DEFAULT_MAX_INBOX,
+    map_size: int = DEFAULT_MAP_SIZE_BYTES,
+    max_map_size: int = DEFAULT_MAP_SIZE_BYTES,
+    extensions: tuple[str, ...] = (BUILTINS,),
+) -> AsyncIterator[Runtime]:
+    """Open a runtime on ``data_dir`` and close it cleanly when the block exits.
+
+    ``config`` is what ``load_config`` returns or a dict shaped like ``roost.toml``; keyword
+    arguments add to it. ``idle_timeout`` (seconds) is how long an idle instance stays in
+    memory; ``max_inbox`` how many events may be pending for one actor before callers get
+    ``OverloadedError``. ``map_size`` is the LMDB map to start with and ``max_map_size`` the
+    most it may grow to (bytes). Raises ``ConfigError`` for a bad configuration.
+    """
+    resolved = _resolve_config(config, data_dir=data_dir, actors=actors, queues=queues, vars=vars)
+    if resolved.data_dir is None:
+        raise ConfigError(f"{resolved.source}: no data_dir given (set data_dir, or pass data_dir=...)")
+    _check_positive("idle_timeout", idle_timeout)
+    _check_positive("max_inbox", max_inbox)
+    loaded = [load_extension(path) for path in extensions]
+    store = await _open_store(resolved.data_dir, map_size, max_map_size)
+    try:
+        async with trio.open_nursery() as nursery:
+            committer = Committer(store)
+            host = Host(store, committer, idle_timeout_seconds=idle_timeout, max_inbox=max_inbox)
+            committer.on_failure = host.on_commit_failure
+            rt = Runtime(resolved, store, committer, host)
+            bindings: dict[str, Any] = dict(resolved.vars)
+            for binding, cls in resolved.actors.items():
+                bindings[binding] = rt._bind(_add_namespace(host, resolved, binding, cls))
+            for extension in loaded:
+                for binding, cls in getattr(extension, "namespaces", {}).items():
+                    rt._bind(_add_namespace(host, resolved, binding, cls))
+            for extension in loaded:
+                if hasattr(extension, "bindings"):
+                    bindings.update(extension.bindings(rt))
+            rt.env = host.env = Env(bindings)
+            await nursery.start(committer.run)
+            background = trio.CancelScope()
+            await nursery.start(_run_background, background, host, rt, loaded)
+            try:
+                yield rt
+            finally:
+                with trio.CancelScope(shield=True):
+                    host.close("the runtime is shut down")
+                    background.cancel()
+                    committer.close()
+    finally:
+        store.close()
+
+
+async def _run_background(
+    scope: trio.CancelScope,
+    host: Host,
+    rt: Runtime,
+    loaded: list[Extension],
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """The host's tasks and the extensions' background work, cancelled together at close."""
+    with scope:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(host.run)
+            for extension in loaded:
+                if hasattr(extension, "start"):
+                    nursery.start_soon(extension.start, rt)
+            task_status.started()
+
+
+def _resolve_config(
+    config: Config | Mapping[str, Any] | None, **overrides: Any
+) -> Config:
+    if config is None:
+        base = Config()
+    elif isinstance(config, Config):
+        base = config
+    elif isinstance(config, Mapping):
+        base = parse_config(config)
+    else:
+        raise TypeError(f"config must be a Config or a dict, not {type(config).__name__}")
+    return merge(base, **overrides)
+
+
+def _add_namespace(host: Host, config: Config, binding: str, cls: type) -> NamespaceInfo:
+    if not (isinstance(cls, type) and issubclass(cls, Actor)):
+        raise ConfigError(f"{config.source}: binding {binding!r}: {cls!r} is not a subclass of runtime.Actor")
+    return host.add_namespace(binding, cls)
+
+
+def _check_positive(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+
+
+async def _open_store(path: str, map_size: int, max_map_size: int) -> Environment:
+    if clock.is_virtual():
+        return Environment(path, map_size_bytes=map_size, max_map_size_bytes=max_map_size)
+    return await trio.to_thread.run_sync(
+        lambda: Environment(path, map_size_bytes=map_size, max_map_size_bytes=max_map_size)
+    )
