@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/roost serve --config examples/roost.toml --data-dir data
+	$(BIN)/python -m examples.demo data
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

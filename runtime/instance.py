@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from contextlib import suppress
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -97,7 +98,10 @@ class Instance:
             try:
                 result = await handler(self.actor)
             except Exception:
-                await self.output_gate()
+                # The event's own error is its outcome, released after the writes made before
+                # it are durable; a reset meanwhile does not replace it.
+                with suppress(ActorResetError):
+                    await self.output_gate()
                 raise
             finally:
                 current_instance.reset(token)

@@ -70,6 +70,7 @@ class Runtime:
         }
 
     def _bind(self, info: NamespaceInfo) -> Namespace:
+        """Make ``info`` reachable as ``rt.namespace(info.binding)``."""
         namespace = Namespace(self._host, info)
         self._namespaces[info.binding] = namespace
         return namespace
@@ -103,33 +104,47 @@ async def open_runtime(
     _check_positive("idle_timeout", idle_timeout)
     _check_positive("max_inbox", max_inbox)
     loaded = [load_extension(path) for path in extensions]
+    classes = dict(resolved.actors)
+    for extension in loaded:
+        classes.update(getattr(extension, "namespaces", {}))
+    for binding, cls in classes.items():
+        if not (isinstance(cls, type) and issubclass(cls, Actor)):
+            raise ConfigError(f"{resolved.source}: binding {binding!r}: {cls!r} is not a subclass of runtime.Actor")
     store = await _open_store(resolved.data_dir, map_size, max_map_size)
+    committer = Committer(store)
+    host = Host(store, committer, idle_timeout_seconds=idle_timeout, max_inbox=max_inbox)
+    committer.on_failure = host.on_commit_failure
+    rt = Runtime(resolved, store, committer, host)
+    bindings: dict[str, Any] = dict(resolved.vars)
+    for binding, cls in classes.items():
+        namespace = rt._bind(host.add_namespace(binding, cls))
+        if binding in resolved.actors:
+            bindings[binding] = namespace
+    for extension in loaded:
+        if hasattr(extension, "bindings"):
+            bindings.update(extension.bindings(rt))
+    rt.env = host.env = Env(bindings)
+    body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
-            committer = Committer(store)
-            host = Host(store, committer, idle_timeout_seconds=idle_timeout, max_inbox=max_inbox)
-            committer.on_failure = host.on_commit_failure
-            rt = Runtime(resolved, store, committer, host)
-            bindings: dict[str, Any] = dict(resolved.vars)
-            for binding, cls in resolved.actors.items():
-                bindings[binding] = rt._bind(_add_namespace(host, resolved, binding, cls))
-            for extension in loaded:
-                for binding, cls in getattr(extension, "namespaces", {}).items():
-                    rt._bind(_add_namespace(host, resolved, binding, cls))
-            for extension in loaded:
-                if hasattr(extension, "bindings"):
-                    bindings.update(extension.bindings(rt))
-            rt.env = host.env = Env(bindings)
             await nursery.start(committer.run)
             background = trio.CancelScope()
             await nursery.start(_run_background, background, host, rt, loaded)
             try:
                 yield rt
+            except BaseException as exc:
+                body_error = exc
+                raise
             finally:
                 with trio.CancelScope(shield=True):
                     host.close("the runtime is shut down")
                     background.cancel()
                     committer.close()
+    except BaseExceptionGroup as group:
+        # The nursery wraps what the ``async with`` body raised; the caller gets it as raised.
+        if body_error is not None and group.exceptions == (body_error,):
+            raise body_error from None
+        raise
     finally:
         store.close()
 
@@ -164,12 +179,6 @@ def _resolve_config(
     else:
         raise TypeError(f"config must be a Config or a dict, not {type(config).__name__}")
     return merge(base, **overrides)
-
-
-def _add_namespace(host: Host, config: Config, binding: str, cls: type) -> NamespaceInfo:
-    if not (isinstance(cls, type) and issubclass(cls, Actor)):
-        raise ConfigError(f"{config.source}: binding {binding!r}: {cls!r} is not a subclass of runtime.Actor")
-    return host.add_namespace(binding, cls)
 
 
 def _check_positive(name: str, value: float) -> None:

@@ -121,8 +121,9 @@ class Storage(KeyValueOperations):
             return
         if not batch.done.is_set():
             await batch.done.wait()
-        if batch.failed_for(self):
-            raise ActorResetError("the commit holding this actor's writes failed; the actor was reset")
+        failure = batch.failure_of(self)
+        if failure is not None:
+            raise ActorResetError(f"commit failed: {failure}; the actor was reset")
 
     def close(self) -> None:
         """Drop writes not yet handed to the committer; later writes raise."""

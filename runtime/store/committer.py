@@ -42,10 +42,11 @@ class Batch:
     def __init__(self) -> None:
         self.writers: list[Writer] = []
         self.done = trio.Event()
-        self.failed: set[int] = set()
+        # id(writer) -> why its writes did not commit
+        self.failed: dict[int, Exception] = {}
 
-    def failed_for(self, writer: Writer) -> bool:
-        return id(writer) in self.failed
+    def failure_of(self, writer: Writer) -> Exception | None:
+        return self.failed.get(id(writer)) if self.failed else None
 
 
 FailureHandler = Callable[[Writer, Exception], None]
@@ -147,23 +148,20 @@ class Committer:
             if exc is None:
                 writer.writes_committed()
             else:
-                batch.failed.add(id(writer))
+                batch.failed[id(writer)] = exc
                 self.on_failure(writer, exc)
         batch.done.set()
 
     async def _apply(self, work: list[ActorWrites]) -> list[tuple[ActorWrites, Exception]]:
-        try:
-            return await self._run_on_writer(work)
-        except MapFull:
-            # Growing the map is only safe with no transaction open in the process; here, on
-            # the trio thread between two synchronous reads, none is.
-            if not self._env.grow():
-                raise StorageError("the LMDB map is full at its maximum size (max_map_size)") from None
-            log.warning("LMDB map grew to %d bytes", self._env.stats()["map_size_bytes"])
-        try:
-            return await self._run_on_writer(work)
-        except MapFull:
-            raise StorageError("the LMDB map is still full after growing it") from None
+        while True:
+            try:
+                return await self._run_on_writer(work)
+            except MapFull:
+                # Growing the map is only safe with no transaction open in the process; here,
+                # on the trio thread between two synchronous reads, none is.
+                if not self._env.grow():
+                    raise StorageError("the LMDB map is full at its maximum size (max_map_size)") from None
+                log.warning("LMDB map grew to %d bytes", self._env.stats()["map_size_bytes"])
 
     async def _run_on_writer(self, work: list[ActorWrites]) -> list[tuple[ActorWrites, Exception]]:
         if clock.is_virtual():

@@ -1,0 +1,1 @@
+"""Example Roost applications (user code: they use ``runtime`` and ``actors`` public names only)."""

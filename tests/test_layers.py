@@ -1,0 +1,116 @@
+"""The dependency direction of DESIGN.md's layers, and the public surface of API.md.
+
+Reads every module's imports with ``ast``: a runtime module imports only from its own layer
+or the ones above it (imports for annotations only are exempt), ``actors`` uses ``runtime`` only through its public names, and nothing
+imports ``tests`` or ``benchmarks``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import runtime
+import runtime.testing
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# DESIGN.md "Layers": module (or package) -> layer number; lower layers sit above.
+LAYERS = {
+    "errors": 1, "limits": 1, "codec": 1, "ids": 1, "request": 1, "extensions": 1,
+    "config": 2, "clock": 2, "store": 2,
+    "storage": 3,
+    "gates": 4, "actor": 4, "instance": 4, "host": 4, "alarms": 4,
+    "stubs": 5, "remote_errors": 5,
+    "http": 6,
+    "system": 7, "testing": 7,
+    "cli": 8,
+}  # fmt: skip
+
+API_RUNTIME_NAMES = {
+    "Actor", "ActorContext", "AlarmInfo", "Request", "Response", "Namespace", "ActorId",
+    "ActorStub", "Storage", "Env", "open_runtime", "load_config", "now",
+    "ActorError", "RemoteError", "MethodNotFoundError", "OverloadedError",
+    "ActorResetError", "DataCloneError", "StorageError", "StorageLimitError",
+}  # fmt: skip
+
+
+def _imports(path: Path) -> list[tuple[str, list[str]]]:
+    """(absolute module imported, names imported from it) for every import in ``path``."""
+    package = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    if path.name == "__init__.py":
+        package = package.rsplit(".", 1)[0] + ".__init__"
+    tree = ast.parse(path.read_text())
+    # Imports under ``if TYPE_CHECKING:`` are for annotations only and never run.
+    type_only = {
+        id(inner)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING"
+        for statement in node.body
+        for inner in ast.walk(statement)
+    }
+    out = []
+    for node in ast.walk(tree):
+        if id(node) in type_only:
+            continue
+        if isinstance(node, ast.Import):
+            out += [(alias.name, []) for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: -node.level]
+                module = ".".join(base + ([node.module] if node.module else []))
+            else:
+                module = node.module or ""
+            out.append((module, [alias.name for alias in node.names]))
+    return out
+
+
+def _layer(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "runtime" or len(parts) < 2 or parts[1] == "__init__":
+        return None
+    return LAYERS[parts[1]]
+
+
+def test_every_runtime_module_has_a_layer():
+    for path in (ROOT / "runtime").rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        if module != "runtime.__init__":
+            assert _layer(module) is not None, module
+
+
+def test_runtime_modules_import_only_from_their_layer_or_above():
+    for path in (ROOT / "runtime").rglob("*.py"):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        own = _layer(module)
+        for imported, names in _imports(path):
+            assert not imported.startswith(("actors", "tests", "benchmarks", "examples")), (module, imported)
+            if own is None or not imported.startswith("runtime"):
+                continue
+            targets = [imported] if imported != "runtime" else [f"runtime.{n}" for n in names]
+            for target in targets:
+                layer = _layer(target)
+                assert layer is None or layer <= own, f"{module} (layer {own}) imports {target} (layer {layer})"
+
+
+def test_actors_use_only_public_runtime_names():
+    for path in (ROOT / "actors").rglob("*.py"):
+        for imported, names in _imports(path):
+            if imported.startswith("runtime"):
+                assert imported == "runtime", f"{path.name} imports {imported}"
+                assert set(names) <= set(runtime.__all__), f"{path.name} imports {names}"
+
+
+def test_nothing_imports_tests_or_benchmarks():
+    for top in ("runtime", "actors", "examples"):
+        for path in (ROOT / top).rglob("*.py"):
+            for imported, _ in _imports(path):
+                assert not imported.startswith(("tests", "benchmarks")), (path, imported)
+
+
+def test_public_surface_is_api_md_sorted():
+    assert runtime.__all__ == sorted(runtime.__all__)
+    assert set(runtime.__all__) == API_RUNTIME_NAMES
+    for name in runtime.__all__:
+        assert hasattr(runtime, name)
+    assert runtime.testing.__all__ == sorted(runtime.testing.__all__)
