@@ -32,8 +32,3 @@ def now() -> float:
 def is_virtual() -> bool:
     """True under trio's ``MockClock``, where nothing may wait on a worker thread."""
     return isinstance(trio.lowlevel.current_clock(), trio.testing.MockClock)
-
-
-def seconds_until(epoch_seconds: float) -> float:
-    """How long to sleep on trio's clock until ``epoch_seconds`` on the runtime's clock."""
-    return epoch_seconds - now()

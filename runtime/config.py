@@ -105,7 +105,9 @@ def merge(
     for i, entry in enumerate(queues or []):
         table = f"queues[{i}]"
         _expect(entry, Mapping, where, table, "a dict")
-        _unknown(entry, {"queue", "binding", "consumer", "dead_letter_queue", *_CONSUMER_SETTINGS}, where, table)
+        _unknown(
+            entry, {"queue", "binding", "consumer", "dead_letter_queue", *_CONSUMER_SETTINGS}, where, table
+        )
         name = _queue_name(entry.get("queue"), where, f"{table}.queue")
         settings = _consumer_settings(entry, where, table)
         consumer = entry.get("consumer")
@@ -138,7 +140,9 @@ def check_bindings(config: Config) -> None:
     names += [(v, "vars") for v in config.vars]
     for name, table in names:
         if name in seen:
-            raise ConfigError(f"{config.source}: [{table}] binding {name!r} is already bound in [{seen[name]}]")
+            raise ConfigError(
+                f"{config.source}: [{table}] binding {name!r} is already bound in [{seen[name]}]"
+            )
         seen[name] = table
 
 
@@ -185,14 +189,18 @@ def _queues(table: Any, where: _Where) -> dict[str, QueueConfig]:
     _expect(table, Mapping, where, "queues", "a table")
     _unknown(table, {"producers", "consumers"}, where, "queues")
     producers: dict[str, str] = {}
-    for i, entry in enumerate(_expect(table.get("producers", []), list, where, "queues.producers", "an array")):
+    for i, entry in enumerate(
+        _expect(table.get("producers", []), list, where, "queues.producers", "an array")
+    ):
         t = f"queues.producers[{i}]"
         _expect(entry, Mapping, where, t, "a table")
         _unknown(entry, {"queue", "binding", "delivery_delay"}, where, t)
         queue = _queue_name(_required(entry, "queue", where, t), where, f"{t}.queue")
         producers[queue] = _binding(_required(entry, "binding", where, t), where, f"{t}.binding")
     consumers: dict[str, dict[str, Any]] = {}
-    for i, entry in enumerate(_expect(table.get("consumers", []), list, where, "queues.consumers", "an array")):
+    for i, entry in enumerate(
+        _expect(table.get("consumers", []), list, where, "queues.consumers", "an array")
+    ):
         t = f"queues.consumers[{i}]"
         _expect(entry, Mapping, where, t, "a table")
         _unknown(entry, {"queue", "class_name", "dead_letter_queue", *_CONSUMER_SETTINGS}, where, t)
@@ -203,7 +211,7 @@ def _queues(table: Any, where: _Where) -> dict[str, QueueConfig]:
         settings["consumer"] = _class(_required(entry, "class_name", where, t), where, f"{t}.class_name")
         consumers[queue] = settings
     dead_letter = {s.get("dead_letter_queue") for s in consumers.values()} - {None}
-    for i, (queue, settings) in enumerate(consumers.items()):
+    for i, queue in enumerate(consumers):
         if queue not in producers and queue not in dead_letter:
             raise where.error(
                 f"queues.consumers[{i}]",
@@ -231,7 +239,8 @@ def _consumer_settings(entry: Mapping[str, Any], where: _Where, table: str) -> d
             continue
         value = entry[key]
         if isinstance(value, bool) or not isinstance(value, kind):
-            raise where.error(table, f"key {key!r}: expected {'an integer' if kind is int else 'a number'}, got {value!r}")
+            expected = "an integer" if kind is int else "a number"
+            raise where.error(table, f"key {key!r}: expected {expected}, got {value!r}")
         if (low is not None and value < low) or (high is not None and value > high):
             raise where.error(table, f"key {key!r}: {value!r} is out of range {low}..{high}")
         out[key] = value
@@ -239,7 +248,9 @@ def _consumer_settings(entry: Mapping[str, Any], where: _Where, table: str) -> d
     if dlq is not None:
         out["dead_letter_queue"] = _queue_name(dlq, where, f"{table}.dead_letter_queue")
         if dlq == entry.get("queue"):
-            raise where.error(table, f"key 'dead_letter_queue': queue {dlq!r} cannot be its own dead-letter queue")
+            raise where.error(
+                table, f"key 'dead_letter_queue': queue {dlq!r} cannot be its own dead-letter queue"
+            )
     return out
 
 
@@ -249,7 +260,9 @@ def _consumer_settings(entry: Mapping[str, Any], where: _Where, table: str) -> d
 def _expect(value: Any, kind: Any, where: _Where, key: str, description: str) -> Any:
     if isinstance(value, bool) and kind is not bool or not isinstance(value, kind):
         table, _, leaf = key.rpartition(".")
-        raise where.error(table, f"key {leaf!r}: expected {description}, got {type(value).__name__} {value!r}")
+        raise where.error(
+            table, f"key {leaf!r}: expected {description}, got {type(value).__name__} {value!r}"
+        )
     return value
 
 
@@ -277,7 +290,9 @@ def _queue_name(name: Any, where: _Where, key: str) -> str:
     _expect(name, str, where, key, "a string")
     if not name or len(name) > 63 or not all(c.isalnum() or c in "-_" for c in name) or not name.isascii():
         table, _, leaf = key.rpartition(".")
-        raise where.error(table, f"key {leaf!r}: {name!r} is not a valid queue name (1-63 of a-z, 0-9, - and _)")
+        raise where.error(
+            table, f"key {leaf!r}: {name!r} is not a valid queue name (1-63 of a-z, 0-9, - and _)"
+        )
     return name
 
 

@@ -200,4 +200,3 @@ class Host:
     def close(self, reason: str) -> None:
         """Refuse new instances from now on (events to live ones still run)."""
         self._closed_reason = reason
-

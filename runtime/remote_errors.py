@@ -40,9 +40,7 @@ def _rebuild(exc: Exception) -> Exception:
                 return cls(*attempt)
             except Exception:  # the class cannot be rebuilt this way; try the next
                 continue
-    return RemoteError(
-        remote_type=f"{cls.__module__}.{cls.__qualname__}", remote_message=str(exc)
-    )
+    return RemoteError(remote_type=f"{cls.__module__}.{cls.__qualname__}", remote_message=str(exc))
 
 
 def _importable(cls: type) -> bool:

@@ -46,7 +46,9 @@ class Runtime:
         try:
             return self._namespaces[binding]
         except KeyError:
-            raise KeyError(f"no actor namespace bound as {binding!r}; bound: {sorted(self._namespaces)}") from None
+            raise KeyError(
+                f"no actor namespace bound as {binding!r}; bound: {sorted(self._namespaces)}"
+            ) from None
 
     @property
     def namespaces(self) -> Mapping[str, Namespace]:
@@ -66,7 +68,9 @@ class Runtime:
             "committed_writes": commits.writes,
             "failed_commits": commits.failed_commits,
             "commit_seconds_total": commits.seconds_total,
-            "commit_latency_buckets": dict(zip(commits.BUCKETS_SECONDS, commits.latency_buckets)),
+            "commit_latency_buckets": dict(
+                zip(commits.BUCKETS_SECONDS, commits.latency_buckets, strict=True)
+            ),
         }
 
     def _bind(self, info: NamespaceInfo) -> Namespace:
@@ -109,7 +113,9 @@ async def open_runtime(
         classes.update(getattr(extension, "namespaces", {}))
     for binding, cls in classes.items():
         if not (isinstance(cls, type) and issubclass(cls, Actor)):
-            raise ConfigError(f"{resolved.source}: binding {binding!r}: {cls!r} is not a subclass of runtime.Actor")
+            raise ConfigError(
+                f"{resolved.source}: binding {binding!r}: {cls!r} is not a subclass of runtime.Actor"
+            )
     store = await _open_store(resolved.data_dir, map_size, max_map_size)
     committer = Committer(store)
     host = Host(store, committer, idle_timeout_seconds=idle_timeout, max_inbox=max_inbox)
@@ -167,9 +173,7 @@ async def _run_background(
             task_status.started()
 
 
-def _resolve_config(
-    config: Config | Mapping[str, Any] | None, **overrides: Any
-) -> Config:
+def _resolve_config(config: Config | Mapping[str, Any] | None, **overrides: Any) -> Config:
     if config is None:
         base = Config()
     elif isinstance(config, Config):

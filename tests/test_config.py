@@ -28,8 +28,8 @@ async def test_load_config_reads_toml_relative_to_the_file(tmp_path, monkeypatch
     path = tmp_path / "roost.toml"
     path.write_text(
         'data_dir = "state"\n'
-        "[vars]\nGREETING = \"from file\"\nOTHER = \"kept\"\n"
-        "[[durable_objects.bindings]]\nname = \"COUNTERS\"\nclass_name = \"examples.counter:Counter\"\n"
+        '[vars]\nGREETING = "from file"\nOTHER = "kept"\n'
+        '[[durable_objects.bindings]]\nname = "COUNTERS"\nclass_name = "examples.counter:Counter"\n'
     )
     monkeypatch.setenv("GREETING", "from environment")
     config = load_config(path)
@@ -54,8 +54,10 @@ async def test_load_config_reads_toml_relative_to_the_file(tmp_path, monkeypatch
             "has no attribute 'Nope'",
         ),
         (
-            {"durable_objects": {"bindings": [{"name": "A", "class_name": "examples.counter:Counter"}]},
-             "vars": {"A": "clash"}},
+            {
+                "durable_objects": {"bindings": [{"name": "A", "class_name": "examples.counter:Counter"}]},
+                "vars": {"A": "clash"},
+            },
             "binding 'A' is already bound",
         ),
     ],

@@ -94,7 +94,7 @@ async def test_env_exposes_bindings_by_attribute_and_key(data_dir):
         assert rt.env.THINGS is rt.env["THINGS"]
         assert rt.env.GREETING == "hello" and rt.env["GREETING"] == "hello"
         with pytest.raises(AttributeError, match="NOPE"):
-            rt.env.NOPE
+            _ = rt.env.NOPE
         with pytest.raises(KeyError):
             rt.env["NOPE"]
         with pytest.raises(KeyError, match="NOPE"):

@@ -1,8 +1,8 @@
 """The dependency direction of DESIGN.md's layers, and the public surface of API.md.
 
-Reads every module's imports with ``ast``: a runtime module imports only from its own layer
-or the ones above it (imports for annotations only are exempt), ``actors`` uses ``runtime`` only through its public names, and nothing
-imports ``tests`` or ``benchmarks``.
+Reads every module's imports with ``ast``: a runtime module imports only from its own
+layer or the ones above it (imports for annotations only are exempt), ``actors`` uses
+``runtime`` only through its public names, and nothing imports ``tests`` or ``benchmarks``.
 """
 
 from __future__ import annotations
@@ -90,7 +90,9 @@ def test_runtime_modules_import_only_from_their_layer_or_above():
             targets = [imported] if imported != "runtime" else [f"runtime.{n}" for n in names]
             for target in targets:
                 layer = _layer(target)
-                assert layer is None or layer <= own, f"{module} (layer {own}) imports {target} (layer {layer})"
+                assert layer is None or layer <= own, (
+                    f"{module} (layer {own}) imports {target} (layer {layer})"
+                )
 
 
 def test_actors_use_only_public_runtime_names():

@@ -71,9 +71,8 @@ class KeyValueOperations:
     ) -> dict[str, Any]:
         """Entries ordered by the keys' UTF-8 bytes; ``start`` inclusive, ``end`` exclusive."""
         low, high = _bounds(prefix, start, start_after, end)
-        if limit is not None:
-            if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-                raise ValueError(f"list limit must be a positive int, got {limit!r}")
+        if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+            raise ValueError(f"list limit must be a positive int, got {limit!r}")
         if low is not None and high is not None and low >= high:
             return {}
         buffered, hidden = overlay(self._layers(), low, high)

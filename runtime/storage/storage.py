@@ -9,6 +9,7 @@ always committed together). Must stay true: no method but ``sync`` yields to tri
 from __future__ import annotations
 
 from collections.abc import Callable
+
 from ..errors import ActorResetError, StorageError
 from ..store.committer import Batch, Committer
 from ..store.env import ActorWrites, Environment

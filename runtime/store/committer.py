@@ -143,7 +143,7 @@ class Committer:
             writes = sum(len(w.values) + w.clear + w.move_alarm for w in work)
             self.statistics.record(len(work), writes, time.perf_counter() - started)
         by_writes = {id(writes): exc for writes, exc in failed_parts}
-        for writer, writes in zip(batch.writers, work):
+        for writer, writes in zip(batch.writers, work, strict=True):
             exc = by_writes.get(id(writes))
             if exc is None:
                 writer.writes_committed()

@@ -29,8 +29,9 @@ class ActorWrites:
     """One actor's writes in one group commit.
 
     ``values`` maps user keys (UTF-8 bytes) to new values or DELETE; ``clear`` deletes every
-    key of the actor first; ``record`` is the actor's new metadata record, None to remove it,
-    or ``UNCHANGED``; ``alarm_index`` lists (old due time, new due time) index moves.
+    key of the actor first. With ``write_record``, ``record`` replaces the actor's metadata
+    record (None removes it). With ``move_alarm``, the alarm index entry moves from
+    ``old_alarm`` to ``new_alarm`` (None: no entry).
     """
 
     prefix: bytes
@@ -80,7 +81,9 @@ class Environment:
             if found is None:
                 txn.put(keys.SCHEMA_KEY, str(keys.SCHEMA_VERSION).encode())
             elif int(found) != keys.SCHEMA_VERSION:
-                raise StorageError(f"data directory has schema {int(found)}, this Roost reads {keys.SCHEMA_VERSION}")
+                raise StorageError(
+                    f"data directory has schema {int(found)}, this Roost reads {keys.SCHEMA_VERSION}"
+                )
 
     def close(self) -> None:
         self._env.close()
