@@ -26,6 +26,7 @@ from .store.committer import Committer, Writer
 from .store.env import Environment
 
 if TYPE_CHECKING:
+    from .alarms import AlarmScheduler
     from .stubs import Env
 
 log = logging.getLogger("roost.host")
@@ -66,6 +67,10 @@ class Host:
         self.idle_timeout_seconds = idle_timeout_seconds
         self.max_inbox = max_inbox
         self.namespaces: dict[str, NamespaceInfo] = {}
+        self._by_key: dict[bytes, NamespaceInfo] = {}
+        # Told of every committed alarm change (the alarm scheduler).
+        self.on_alarm_committed: Callable[[bytes, float | None], None] | None = None
+        self.alarm_scheduler: AlarmScheduler | None = None
         self.env: Env | None = None
         self._instances: dict[bytes, Instance] = {}
         # prefix -> done event of the last commit of an instance that is gone
@@ -83,7 +88,11 @@ class Host:
             binding, cls, IdScheme(binding), namespace_key(binding), cls.on_start is not Actor.on_start
         )
         self.namespaces[binding] = info
+        self._by_key[info.key] = info
         return info
+
+    def namespace_by_key(self, key: bytes) -> NamespaceInfo | None:
+        return self._by_key.get(key)
 
     @property
     def live_instances(self) -> int:
@@ -105,7 +114,9 @@ class Host:
             name = record.get("name")
         if name != actor_id.name:
             actor_id = ActorId(actor_id.raw, info.binding, name)
-        storage = Storage(self._store, self.committer, prefix, name=name, record=record)
+        storage = Storage(
+            self._store, self.committer, prefix, name=name, record=record, on_alarm_committed=self.on_alarm_committed
+        )
         settling = self._settling.pop(prefix, None)
         if settling is not None and settling.is_set():
             settling = None
@@ -159,6 +170,9 @@ class Host:
 
     def live_instance(self, info: NamespaceInfo, actor_id: ActorId) -> Instance | None:
         return self._instances.get(info.key + actor_id.raw)
+
+    def live_instance_by_prefix(self, prefix: bytes) -> Instance | None:
+        return self._instances.get(prefix)
 
     def stored_ids(self, info: NamespaceInfo) -> list[ActorId]:
         return [

@@ -17,6 +17,7 @@ import trio
 
 from . import clock
 from .actor import Actor
+from .alarms import AlarmScheduler
 from .config import Config, merge, parse_config
 from .errors import ConfigError
 from .extensions import BUILTINS, Extension, load_extension
@@ -32,12 +33,15 @@ log = logging.getLogger("roost.runtime")
 class Runtime:
     """A running Roost: namespaces by binding, the shared ``env``, and statistics."""
 
-    def __init__(self, config: Config, store: Environment, committer: Committer, host: Host) -> None:
+    def __init__(
+        self, config: Config, store: Environment, committer: Committer, host: Host, alarms: AlarmScheduler
+    ) -> None:
         self.config = config
         self.data_dir = store.path
         self._store = store
         self._committer = committer
         self._host = host
+        self._alarms = alarms
         self._namespaces: dict[str, Namespace] = {}
         self.env: Env = Env({})
 
@@ -71,6 +75,11 @@ class Runtime:
             "commit_latency_buckets": dict(
                 zip(commits.BUCKETS_SECONDS, commits.latency_buckets, strict=True)
             ),
+            "alarms_pending": self._alarms.pending,
+            "alarms_delivered": self._alarms.statistics.delivered,
+            "alarms_failed": self._alarms.statistics.failed,
+            "alarms_retried": self._alarms.statistics.retried,
+            "alarms_dropped": self._alarms.statistics.dropped,
         }
 
     def _bind(self, info: NamespaceInfo) -> Namespace:
@@ -120,7 +129,10 @@ async def open_runtime(
     committer = Committer(store)
     host = Host(store, committer, idle_timeout_seconds=idle_timeout, max_inbox=max_inbox)
     committer.on_failure = host.on_commit_failure
-    rt = Runtime(resolved, store, committer, host)
+    alarms = AlarmScheduler(store, host)
+    host.on_alarm_committed = alarms.alarm_committed
+    host.alarm_scheduler = alarms
+    rt = Runtime(resolved, store, committer, host, alarms)
     bindings: dict[str, Any] = dict(resolved.vars)
     for binding, cls in classes.items():
         namespace = rt._bind(host.add_namespace(binding, cls))
@@ -135,7 +147,7 @@ async def open_runtime(
         async with trio.open_nursery() as nursery:
             await nursery.start(committer.run)
             background = trio.CancelScope()
-            await nursery.start(_run_background, background, host, rt, loaded)
+            await nursery.start(_run_background, background, host, alarms, rt, loaded)
             try:
                 yield rt
             except BaseException as exc:
@@ -158,15 +170,18 @@ async def open_runtime(
 async def _run_background(
     scope: trio.CancelScope,
     host: Host,
+    alarms: AlarmScheduler,
     rt: Runtime,
     loaded: list[Extension],
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The host's tasks and the extensions' background work, cancelled together at close."""
+    """The host's tasks, the alarms and the extensions' background work, cancelled together
+    at close (after which the committer commits what they wrote)."""
     with scope:
         async with trio.open_nursery() as nursery:
             await nursery.start(host.run)
+            await nursery.start(alarms.run)
             for extension in loaded:
                 if hasattr(extension, "start"):
                     nursery.start_soon(extension.start, rt)

@@ -28,6 +28,12 @@ async def run_in_actor(stub: ActorStub, fn: Callable[[Any], Awaitable[T]]) -> T:
     return await instance.run(fn, max_inbox=stub._host.max_inbox)
 
 
+async def trigger_alarm(stub: ActorStub) -> bool:
+    """Run the actor's pending alarm now, due or not, and wait for it; False if it has none
+    (or its alarm is being delivered already). A failing handler is retried as usual."""
+    return await stub._host.alarm_scheduler.deliver_now(stub._info.key + stub.id.raw)
+
+
 async def evict(stub: ActorStub) -> None:
     """Drop the actor's instance from memory once its writes are durable (no-op if none).
 
@@ -69,4 +75,4 @@ def inject_commit_failure(stub_or_namespace: ActorStub | Namespace, *, times: in
     committer.fault = fault
 
 
-__all__ = ["evict", "inject_commit_failure", "list_actor_ids", "run_in_actor"]
+__all__ = ["evict", "inject_commit_failure", "list_actor_ids", "run_in_actor", "trigger_alarm"]

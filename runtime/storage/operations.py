@@ -37,6 +37,9 @@ class KeyValueOperations:
     def _durable_alarm(self) -> float | None:
         raise NotImplementedError
 
+    def _note_alarm_write(self) -> None:
+        """Told of every ``set_alarm``/``delete_alarm`` (the alarm scheduler needs to know)."""
+
     # -- reads -----------------------------------------------------------------------------
 
     def _read(self, key: bytes) -> bytes | None:
@@ -123,9 +126,12 @@ class KeyValueOperations:
     async def set_alarm(self, when: float | datetime) -> None:
         """Set the actor's one alarm (replacing any); a past time means now."""
         self._write_target().alarm = _alarm_time(when)
+        self._note_alarm_write()
 
     async def delete_alarm(self) -> None:
+        """Remove the actor's alarm, if any."""
         self._write_target().alarm = None
+        self._note_alarm_write()
 
 
 def _bounds(

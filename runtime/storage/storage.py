@@ -15,7 +15,7 @@ from ..store.committer import Batch, Committer
 from ..store.env import ActorWrites, Environment
 from .operations import KeyValueOperations
 from .transaction import Transaction
-from .writeset import UNCHANGED, WriteSet
+from .writeset import UNCHANGED, WriteSet, lookup_alarm
 
 
 class Storage(KeyValueOperations):
@@ -37,6 +37,8 @@ class Storage(KeyValueOperations):
         "_registered",
         "_alarm",
         "_on_alarm_committed",
+        "_alarm_writes",
+        "_alarm_firing",
         "_closed",
     )
 
@@ -61,6 +63,8 @@ class Storage(KeyValueOperations):
         self._registered = record is not None and record.get("name") == name
         self._alarm: float | None = None if record is None else record.get("alarm")
         self._on_alarm_committed = on_alarm_committed
+        self._alarm_writes = 0
+        self._alarm_firing = False
         self._closed = False
 
     # -- layering --------------------------------------------------------------------------
@@ -79,13 +83,18 @@ class Storage(KeyValueOperations):
         return self._pending
 
     def _durable_alarm(self) -> float | None:
-        return self._alarm
+        # While alarm() runs, the alarm being delivered is as good as gone.
+        return None if self._alarm_firing else self._alarm
+
+    def _note_alarm_write(self) -> None:
+        self._alarm_writes += 1
 
     # -- API beyond the shared key-value methods --------------------------------------------
 
     async def delete_all(self) -> None:
         """Delete every key and the alarm."""
         self._write_target().clear()
+        self._note_alarm_write()
 
     def transaction(self) -> Transaction:
         """``async with storage.transaction() as txn``: all of its writes or none.
@@ -104,6 +113,11 @@ class Storage(KeyValueOperations):
     @property
     def prefix(self) -> bytes:
         return self._prefix
+
+    @property
+    def committed_alarm(self) -> float | None:
+        """The alarm as of the last durable commit."""
+        return self._alarm
 
     @property
     def last_batch(self) -> Batch | None:
@@ -133,6 +147,32 @@ class Storage(KeyValueOperations):
 
     def apply_transaction(self, writes: WriteSet) -> None:
         writes.merge_into(self._write_target())
+        if writes.cleared or writes.alarm is not UNCHANGED:
+            self._note_alarm_write()
+
+    def alarm_ready(self, now: float, *, force: bool = False) -> bool:
+        """Whether the committed alarm should be delivered now: set, due (unless ``force``),
+        and not changed by a write that is not durable yet (the scheduler will hear of that)."""
+        found, _ = lookup_alarm(self._layers())
+        return not found and self._alarm is not None and (force or self._alarm <= now)
+
+    def begin_alarm(self) -> int:
+        """``alarm()`` is about to run: ``get_alarm()`` reads None unless it sets a new one.
+
+        Returns a mark for ``end_alarm``."""
+        self._alarm_firing = True
+        return self._alarm_writes
+
+    def end_alarm(self, mark: int, *, succeeded: bool) -> bool:
+        """``alarm()`` returned or raised; True if it set or deleted the alarm itself.
+
+        After a success the delivered alarm is deleted, as an ordinary write, so it is gone
+        only once that write is durable (at-least-once delivery)."""
+        self._alarm_firing = False
+        rearmed = self._alarm_writes != mark
+        if succeeded and not rearmed:
+            self._write_target().alarm = None
+        return rearmed
 
     # -- the committer's side (Writer protocol) ---------------------------------------------
 

@@ -158,6 +158,38 @@ class Environment:
             raise StorageError(f"read failed: {exc}") from exc
         return out
 
+    def alarms_due(self, resume_key: bytes, until: float, limit: int) -> list[tuple[bytes, bytes]]:
+        """(index key, actor prefix) of entries at or after ``resume_key`` and due by ``until``."""
+        out: list[tuple[bytes, bytes]] = []
+        try:
+            with self._env.begin(db=self.alarms) as txn:
+                cursor = txn.cursor()
+                if not cursor.set_range(resume_key):
+                    return out
+                for key in cursor.iternext(keys=True, values=False):
+                    due, prefix = keys.split_alarm_index_key(key)
+                    if due > until or len(out) >= limit:
+                        break
+                    out.append((bytes(key), prefix))
+        except lmdb.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+        return out
+
+    def next_alarm(self, resume_key: bytes) -> float | None:
+        """The due time of the first index entry at or after ``resume_key``."""
+        try:
+            with self._env.begin(db=self.alarms) as txn:
+                cursor = txn.cursor()
+                if not cursor.set_range(resume_key):
+                    return None
+                return keys.split_alarm_index_key(cursor.key())[0]
+        except lmdb.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+
+    def alarm_count(self) -> int:
+        with self._env.begin() as txn:
+            return txn.stat(self.alarms)["entries"]
+
     # -- writes: one call, one thread ------------------------------------------------------
 
     def apply_batch(

@@ -1,0 +1,235 @@
+"""The alarm scheduler: one task that delivers every actor's alarm when it is due.
+
+The queue is LMDB's own alarm index (due time | actor), so a pending alarm costs no memory
+and finding the next one is one B-tree seek; the task sleeps until the earliest due time or
+until a commit brings an earlier one. Only failing alarms waiting for their retry live in
+memory (a heap). Must stay true: an alarm is removed only by a write made after its handler
+returned (at-least-once); at most one delivery per actor is in progress; nothing polls.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+import random
+from contextlib import nullcontext
+from functools import partial
+from typing import TYPE_CHECKING
+
+import trio
+
+from . import clock
+from .actor import Actor, AlarmInfo
+from .errors import ActorError
+from .ids import NAMESPACE_KEY_BYTES, ActorId
+from .store import keys
+from .store.env import Environment
+
+if TYPE_CHECKING:
+    from .host import Host, NamespaceInfo
+
+log = logging.getLogger("roost.alarms")
+
+MAX_ALARM_RETRIES = 6
+FIRST_RETRY_DELAY_SECONDS = 2.0
+RETRY_JITTER_FRACTION = 0.25
+MAX_CONCURRENT_DELIVERIES = 1000
+
+
+class AlarmStatistics:
+    __slots__ = ("delivered", "failed", "retried", "dropped")
+
+    def __init__(self) -> None:
+        self.delivered = 0
+        self.failed = 0
+        self.retried = 0
+        self.dropped = 0
+
+
+class _HandlerFailed(Exception):
+    """``alarm()`` raised; ``rearmed`` says whether it set or deleted the alarm first."""
+
+    def __init__(self, cause: BaseException, rearmed: bool) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}")
+        self.rearmed = rearmed
+
+
+def retry_delay_seconds(retry_count: int) -> float:
+    """Before retry ``retry_count`` (from 1): 2, 4, 8, ... seconds, plus up to 25 % jitter."""
+    base = FIRST_RETRY_DELAY_SECONDS * 2 ** (retry_count - 1)
+    return base * (1 + random.random() * RETRY_JITTER_FRACTION)
+
+
+class AlarmScheduler:
+    def __init__(self, store: Environment, host: Host) -> None:
+        self._store = store
+        self._host = host
+        # The scan resumes at the first index key at or after this one: every entry before it
+        # has been dispatched, and was cleared, is being delivered or awaits its retry.
+        self._resume_key = b""
+        # Actors with a delivery in progress or a retry waiting.
+        self._busy: set[bytes] = set()
+        self._running = 0
+        self._retries: list[tuple[float, bytes, int]] = []
+        self._wakeup = trio.Event()
+        self._deadline = float("inf")
+        self._nursery: trio.Nursery | None = None
+        self.statistics = AlarmStatistics()
+
+    @property
+    def pending(self) -> int:
+        """Alarms stored in the index (due or not, being delivered included)."""
+        return self._store.alarm_count()
+
+    # -- told by storage commits -----------------------------------------------------------
+
+    def alarm_committed(self, prefix: bytes, when: float | None) -> None:
+        """An actor's alarm became ``when`` (None: deleted) in a durable commit."""
+        if when is None:
+            return
+        key = keys.alarm_index_key(when, prefix)
+        if key < self._resume_key:
+            # Behind the scan (set in the past, or re-armed while its delivery ran).
+            self._resume_key = key
+            self._wakeup.set()
+        elif when < self._deadline:
+            self._wakeup.set()
+
+    # -- the task --------------------------------------------------------------------------
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Deliver alarms until cancelled; those due while the process was down come first."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            while True:
+                self._wakeup = trio.Event()
+                self._dispatch_due(clock.now())
+                self._deadline = self._next_deadline()
+                wait = self._deadline - clock.now()
+                if wait <= 0 and self._running < MAX_CONCURRENT_DELIVERIES:
+                    await trio.lowlevel.checkpoint()
+                    continue
+                # Past the deadline with every delivery slot taken: a finishing delivery wakes us.
+                with trio.move_on_after(wait) if wait > 0 else nullcontext():
+                    await self._wakeup.wait()
+
+    def _dispatch_due(self, now: float) -> None:
+        while self._retries and self._retries[0][0] <= now and self._running < MAX_CONCURRENT_DELIVERIES:
+            _, prefix, retry_count = heapq.heappop(self._retries)
+            self._start(prefix, retry_count)
+        room = MAX_CONCURRENT_DELIVERIES - self._running
+        if room <= 0:
+            return
+        limit = room + len(self._busy)
+        entries = self._store.alarms_due(self._resume_key, now, limit)
+        for key, prefix in entries:
+            if prefix in self._busy:
+                continue
+            if room == 0:
+                self._resume_key = key
+                return
+            self._busy.add(prefix)
+            self._start(prefix, 0)
+            room -= 1
+        if len(entries) == limit:
+            self._resume_key = entries[-1][0] + b"\x00"
+        else:
+            self._resume_key = keys.alarm_index_key(math.nextafter(now, math.inf), b"")
+
+    def _next_deadline(self) -> float:
+        deadline = self._store.next_alarm(self._resume_key)
+        if deadline is None:
+            deadline = float("inf")
+        if self._retries:
+            deadline = min(deadline, self._retries[0][0])
+        return deadline
+
+    def _start(self, prefix: bytes, retry_count: int) -> None:
+        assert self._nursery is not None
+        self._running += 1
+        self._nursery.start_soon(self._deliver, prefix, retry_count)
+
+    # -- one delivery ----------------------------------------------------------------------
+
+    async def deliver_now(self, prefix: bytes) -> bool:
+        """Run the actor's alarm now, due or not (``runtime.testing.trigger_alarm``)."""
+        if prefix in self._busy:
+            return False
+        self._busy.add(prefix)
+        self._running += 1
+        return await self._deliver(prefix, 0, force=True)
+
+    async def _deliver(self, prefix: bytes, retry_count: int, *, force: bool = False) -> bool:
+        """Deliver one alarm; schedule its retry or drop it on failure. True if it ran."""
+        waiting_retry = False
+        try:
+            host = self._host
+            info = host.namespace_by_key(prefix[:NAMESPACE_KEY_BYTES])
+            if info is None:
+                log.error("alarm of actor %s: its namespace is not bound in this runtime", prefix.hex())
+                return False
+            actor_id = ActorId(prefix[NAMESPACE_KEY_BYTES:], info.binding)
+            handler = partial(_run_alarm, AlarmInfo(retry_count, retry_count > 0), force)
+            try:
+                ran = await host.instance_for(info, actor_id).run(handler, max_inbox=host.max_inbox)
+            except (ActorError, _HandlerFailed) as exc:
+                waiting_retry = await self._failed(info, actor_id, retry_count, exc)
+                return True
+            if ran:
+                self.statistics.delivered += 1
+            return ran
+        finally:
+            self._running -= 1
+            if not waiting_retry:
+                self._busy.discard(prefix)
+                # An alarm set while this delivery ran was skipped by the scan: look again.
+                live = self._host.live_instance_by_prefix(prefix)
+                if live is not None and live.storage.committed_alarm is not None:
+                    self.alarm_committed(prefix, live.storage.committed_alarm)
+            if self._running == MAX_CONCURRENT_DELIVERIES - 1:
+                self._wakeup.set()
+
+    async def _failed(self, info: NamespaceInfo, actor_id: ActorId, retry_count: int, exc: Exception) -> bool:
+        """Log a failed delivery and retry or drop it; True if a retry is waiting."""
+        self.statistics.failed += 1
+        where = f"{info.binding}:{actor_id.hex}"
+        if isinstance(exc, _HandlerFailed) and exc.rearmed:
+            log.warning("alarm of %s raised %s; the alarm it set replaces the retry", where, exc)
+            return False
+        if retry_count < MAX_ALARM_RETRIES:
+            delay = retry_delay_seconds(retry_count + 1)
+            log.warning("alarm of %s raised %s; retry %d in %.1f s", where, exc, retry_count + 1, delay)
+            self.statistics.retried += 1
+            heapq.heappush(self._retries, (clock.now() + delay, info.key + actor_id.raw, retry_count + 1))
+            self._wakeup.set()
+            return True
+        log.error("alarm of %s failed after %d retries and is dropped: %s", where, retry_count, exc)
+        self.statistics.dropped += 1
+        await self._drop(info, actor_id)
+        return False
+
+    async def _drop(self, info: NamespaceInfo, actor_id: ActorId) -> None:
+        async def delete(actor: Actor) -> None:
+            await actor.storage.delete_alarm()
+
+        try:
+            await self._host.instance_for(info, actor_id).run(delete, max_inbox=self._host.max_inbox)
+        except ActorError as exc:
+            # The alarm stays in the index and will be delivered again: at-least-once.
+            log.error("could not drop the alarm of %s:%s: %s", actor_id.namespace, actor_id.hex, exc)
+
+
+async def _run_alarm(info: AlarmInfo, force: bool, actor: Actor) -> bool:
+    """The alarm event, run through the actor's input gate. False if there was nothing due."""
+    storage = actor.storage
+    if not storage.alarm_ready(clock.now(), force=force):
+        return False
+    mark = storage.begin_alarm()
+    try:
+        await actor.alarm(info)
+    except Exception as exc:
+        raise _HandlerFailed(exc, storage.end_alarm(mark, succeeded=False)) from exc
+    storage.end_alarm(mark, succeeded=True)
+    return True
