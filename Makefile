@@ -12,7 +12,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/python -m examples.demo data
+	@echo "Roost is starting on http://127.0.0.1:8787 with its data in ./data. Try, from another shell:"
+	@echo "  curl -X POST http://127.0.0.1:8787/actors/COUNTERS/alice/increment"
+	@echo "  curl http://127.0.0.1:8787/actors/COUNTERS/alice/"
+	@echo "  curl -X POST http://127.0.0.1:8787/rpc/COUNTERS/bob/increment -H 'content-type: application/json' -d '{\"args\": [5]}'"
+	@echo "  curl http://127.0.0.1:8787/metrics"
+	@echo "Stop with Ctrl-C: in-flight requests finish and every write is flushed."
+	$(BIN)/roost serve --config examples/roost.toml --host 127.0.0.1 --port 8787 --data-dir data
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

@@ -105,6 +105,8 @@ class Host:
         prefix = info.key + actor_id.raw
         instance = self._instances.get(prefix)
         if instance is not None:
+            if actor_id.name is not None and instance.id.name is None:
+                instance.learn_name(actor_id.name)
             return instance
         if self._closed_reason is not None:
             raise ActorResetError(self._closed_reason)
@@ -115,7 +117,12 @@ class Host:
         if name != actor_id.name:
             actor_id = ActorId(actor_id.raw, info.binding, name)
         storage = Storage(
-            self._store, self.committer, prefix, name=name, record=record, on_alarm_committed=self.on_alarm_committed
+            self._store,
+            self.committer,
+            prefix,
+            name=name,
+            record=record,
+            on_alarm_committed=self.on_alarm_committed,
         )
         settling = self._settling.pop(prefix, None)
         if settling is not None and settling.is_set():
@@ -214,3 +221,7 @@ class Host:
     def close(self, reason: str) -> None:
         """Refuse new instances from now on (events to live ones still run)."""
         self._closed_reason = reason
+
+    @property
+    def closed(self) -> bool:
+        return self._closed_reason is not None

@@ -76,6 +76,11 @@ class Instance:
     def is_idle(self) -> bool:
         return not self.active and not self.background and self.gate.is_open
 
+    def learn_name(self, name: str) -> None:
+        """Reached by name after being built from its bare id: keep the name from now on."""
+        self.actor.ctx.id = ActorId(self.id.raw, self.id.namespace, name)
+        self.storage.learn_name(name)
+
     def describe(self) -> str:
         return f"{self.id.namespace}:{self.id.hex}"
 

@@ -22,6 +22,7 @@ from .config import Config, merge, parse_config
 from .errors import ConfigError
 from .extensions import BUILTINS, Extension, load_extension
 from .host import Host, NamespaceInfo
+from .http import create_app
 from .limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_MAP_SIZE_BYTES, DEFAULT_MAX_INBOX
 from .store.committer import Committer
 from .store.env import Environment
@@ -42,6 +43,8 @@ class Runtime:
         self._committer = committer
         self._host = host
         self._alarms = alarms
+        self._extensions: list[Extension] = []
+        self._asgi_app: Any = None
         self._namespaces: dict[str, Namespace] = {}
         self.env: Env = Env({})
 
@@ -57,6 +60,19 @@ class Runtime:
     @property
     def namespaces(self) -> Mapping[str, Namespace]:
         return dict(self._namespaces)
+
+    @property
+    def closing(self) -> bool:
+        """True once the runtime began shutting down."""
+        return self._host.closed
+
+    @property
+    def asgi_app(self) -> Any:
+        """The ASGI app serving this runtime over HTTP (API.md section 6), built once."""
+        if self._asgi_app is None:
+            routes = [route for extension in self._extensions for route in getattr(extension, "routes", ())]
+            self._asgi_app = create_app(self, routes=routes)
+        return self._asgi_app
 
     def statistics(self) -> dict[str, Any]:
         commits = self._committer.statistics
@@ -133,6 +149,7 @@ async def open_runtime(
     host.on_alarm_committed = alarms.alarm_committed
     host.alarm_scheduler = alarms
     rt = Runtime(resolved, store, committer, host, alarms)
+    rt._extensions = loaded
     bindings: dict[str, Any] = dict(resolved.vars)
     for binding, cls in classes.items():
         namespace = rt._bind(host.add_namespace(binding, cls))

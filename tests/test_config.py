@@ -87,3 +87,105 @@ async def test_bad_runtime_options_are_refused(data_dir, option, value):
     with pytest.raises(ValueError, match=option):
         async with open_runtime(data_dir=data_dir, **{option: value}):
             pass
+
+
+QUEUES_TOML = """
+data_dir = "data"
+[[durable_objects.bindings]]
+name = "COUNTERS"
+class_name = "examples.counter:Counter"
+[[queues.producers]]
+queue = "external-api-queue"
+binding = "EXTERNAL_API_QUEUE"
+[[queues.consumers]]
+queue = "external-api-queue"
+class_name = "examples.counter:Counter"
+max_batch_size = 25
+max_batch_timeout = 2.5
+max_retries = 5
+dead_letter_queue = "external-api-dlq"
+max_concurrency = 2
+retry_delay = 10
+"""
+
+
+def test_queue_tables_with_their_settings_and_defaults(tmp_path):
+    path = tmp_path / "roost.toml"
+    path.write_text(QUEUES_TOML)
+    config = load_config(path)
+    queue = config.queues["external-api-queue"]
+    assert queue.binding == "EXTERNAL_API_QUEUE"
+    assert queue.consumer.__name__ == "Counter"
+    assert (queue.max_batch_size, queue.max_batch_timeout, queue.max_retries) == (25, 2.5, 5)
+    assert (queue.dead_letter_queue, queue.max_concurrency, queue.retry_delay) == ("external-api-dlq", 2, 10)
+    dlq = config.queues["external-api-dlq"]  # named only as a dead-letter queue: exists too
+    assert dlq.consumer is None and dlq.binding is None
+    assert (dlq.max_batch_size, dlq.max_batch_timeout, dlq.max_retries, dlq.max_concurrency) == (10, 5, 3, 1)
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "message"),
+    [
+        (
+            "max_batch_size = 25",
+            "max_batch_size = 25\nmax_batch_sise = 3",
+            "[queues.consumers[0]] unknown key 'max_batch_sise'",
+        ),
+        (
+            "max_batch_size = 25",
+            'max_batch_size = "25"',
+            "[queues.consumers[0]] key 'max_batch_size': expected an integer",
+        ),
+        (
+            "max_batch_size = 25",
+            "max_batch_size = 101",
+            "[queues.consumers[0]] key 'max_batch_size': 101 is out of range 1..100",
+        ),
+        (
+            "max_batch_timeout = 2.5",
+            "max_batch_timeout = 61",
+            "key 'max_batch_timeout': 61 is out of range 0..60",
+        ),
+        ("max_retries = 5", "max_retries = -1", "key 'max_retries': -1 is out of range 0..100"),
+        ("max_retries = 5", "max_retries = true", "key 'max_retries': expected an integer"),
+        (
+            'class_name = "examples.counter:Counter"\nmax_batch_size',
+            'class_name = "examples.nowhere:Counter"\nmax_batch_size',
+            "[queues.consumers[0]] key 'class_name': cannot import 'examples.nowhere:Counter'",
+        ),
+        (
+            '[[queues.consumers]]\nqueue = "external-api-queue"',
+            '[[queues.consumers]]\nqueue = "unknown-queue"',
+            "[queues.consumers[0]] key 'queue': queue 'unknown-queue' is not declared",
+        ),
+        ('binding = "EXTERNAL_API_QUEUE"', 'binding = "COUNTERS"', "binding 'COUNTERS' is already bound"),
+        ('binding = "EXTERNAL_API_QUEUE"', 'binding = "not valid!"', "is not a valid binding name"),
+        (
+            'queue = "external-api-queue"\nbinding',
+            'queue = "bad queue"\nbinding',
+            "is not a valid queue name",
+        ),
+        (
+            'dead_letter_queue = "external-api-dlq"',
+            'dead_letter_queue = "external-api-queue"',
+            "its own dead-letter queue",
+        ),
+        ('data_dir = "data"', "data_dir = 5", "key 'data_dir': expected a string"),
+        ('data_dir = "data"', 'data_dir = "data"\nsurprise = 1', "unknown key 'surprise'"),
+        (
+            'name = "COUNTERS"',
+            'name = "COUNTERS"\nclass = "x"',
+            "[durable_objects.bindings[0]] unknown key 'class'",
+        ),
+        ('data_dir = "data"', 'data_dir = "data"\n[vars]\nX = 1', "[vars] key 'X': expected a string"),
+        ('data_dir = "data"', "data_dir = [", "not valid TOML"),
+    ],
+)
+def test_each_config_mistake_names_file_table_and_key(tmp_path, replace, by, message):
+    assert replace in QUEUES_TOML
+    path = tmp_path / "roost.toml"
+    path.write_text(QUEUES_TOML.replace(replace, by, 1))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value).startswith(str(path))
+    assert message in str(info.value)

@@ -114,6 +114,11 @@ class Storage(KeyValueOperations):
     def prefix(self) -> bytes:
         return self._prefix
 
+    def learn_name(self, name: str) -> None:
+        """The actor's name became known: store it with the next write."""
+        self._name = name
+        self._registered = False
+
     @property
     def committed_alarm(self) -> float | None:
         """The alarm as of the last durable commit."""

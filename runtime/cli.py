@@ -1,0 +1,88 @@
+"""``roost serve``: load ``roost.toml``, open the runtime, serve it with hypercorn on trio.
+
+SIGINT or SIGTERM stops accepting connections, lets in-flight requests finish, closes the
+runtime (every pending write committed) and exits 0; a second signal exits at once, which
+loses nothing acknowledged, since every acknowledged write is durable already.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from functools import partial
+
+import trio
+from hypercorn.config import Config as HypercornConfig
+from hypercorn.trio import serve as hypercorn_serve
+
+from .config import Config, load_config
+from .errors import ConfigError
+from .system import open_runtime
+
+log = logging.getLogger("roost.serve")
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8787
+GRACEFUL_TIMEOUT_SECONDS = 30.0
+EXIT_BAD_CONFIG = 2
+EXIT_SECOND_SIGNAL = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="roost", description="Durable actors on trio and LMDB.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="serve the actors of a roost.toml over HTTP")
+    serve.add_argument("--config", default="roost.toml", help="the roost.toml to load (default: %(default)s)")
+    serve.add_argument("--host", default=DEFAULT_HOST, help="address to listen on (default: %(default)s)")
+    serve.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help="port, 0 for any free one (default: %(default)s)"
+    )
+    serve.add_argument("--data-dir", help="LMDB data directory (default: data_dir of the config)")
+    args = parser.parse_args(argv)
+    # Import paths in the config resolve from the current directory, as with `python -m`.
+    if os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = load_config(args.config)
+        trio.run(partial(serve_forever, config, host=args.host, port=args.port, data_dir=args.data_dir))
+    except ConfigError as exc:
+        print(f"roost: bad configuration: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
+    return 0
+
+
+async def serve_forever(config: Config, *, host: str, port: int, data_dir: str | None) -> None:
+    """Serve until SIGINT or SIGTERM, then shut down cleanly."""
+    shutdown = trio.Event()
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_watch_signals, signals, shutdown)
+            async with open_runtime(config, data_dir=data_dir) as rt:
+                settings = HypercornConfig()
+                settings.bind = [f"{host}:{port}"]
+                settings.graceful_timeout = GRACEFUL_TIMEOUT_SECONDS
+                settings.accesslog = None
+                settings.errorlog = logging.getLogger("hypercorn.error")
+                async with trio.open_nursery() as server:
+                    binds = await server.start(
+                        partial(hypercorn_serve, rt.asgi_app, settings, shutdown_trigger=shutdown.wait)
+                    )
+                    log.info(
+                        "serving on %s (config %s, data dir %s)", " ".join(binds), config.source, rt.data_dir
+                    )
+                log.info("stopped accepting; closing the runtime")
+            log.info("runtime closed; every acknowledged write is on disk")
+            nursery.cancel_scope.cancel()
+
+
+async def _watch_signals(signals: trio.abc.ReceiveChannel[int], shutdown: trio.Event) -> None:
+    async for signum in signals:
+        if shutdown.is_set():
+            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            os._exit(EXIT_SECOND_SIGNAL)
+        log.info("%s: shutting down (a second signal exits at once)", signal.Signals(signum).name)
+        shutdown.set()
