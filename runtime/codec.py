@@ -1,7 +1,8 @@
 """Copying values through msgpack: the one encoding of RPC arguments, results and stored values.
 
-Supported: None, bool, int (64-bit), float, str, bytes, list/tuple (decoded as list), dict,
-and timezone-aware ``datetime`` (decoded in UTC). Anything else raises ``DataCloneError``.
+Supported: None, bool, int (64-bit), float, str, bytes, list/tuple (decoded as list, except
+tuples used as dict keys, which stay tuples), dict, and timezone-aware ``datetime`` (decoded
+in UTC). Anything else raises ``DataCloneError``.
 Pure functions: no trio, no I/O.
 """
 
@@ -26,7 +27,20 @@ def encode(value: Any) -> bytes:
 
 def decode(data: bytes) -> Any:
     """Decode bytes made by ``encode``. Every call returns a fresh copy."""
-    return msgpack.unpackb(data, timestamp=3, strict_map_key=False)
+    try:
+        return msgpack.unpackb(data, timestamp=3, strict_map_key=False)
+    except TypeError:
+        # A tuple used as a dict key was packed as an array, which decodes as an unhashable
+        # list: decode again, turning such keys back into tuples (slower, and rare).
+        return msgpack.unpackb(data, timestamp=3, strict_map_key=False, object_pairs_hook=_dict_from_pairs)
+
+
+def _dict_from_pairs(pairs: list[tuple[Any, Any]]) -> dict:
+    return {_hashable(key): value for key, value in pairs}
+
+
+def _hashable(key: Any) -> Any:
+    return tuple(_hashable(k) for k in key) if isinstance(key, list) else key
 
 
 def copy(value: Any) -> Any:

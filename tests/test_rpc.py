@@ -129,3 +129,10 @@ async def test_only_public_async_methods_are_callable(rt, name):
 
 async def test_named_actor_knows_its_name(rt):
     assert await rt.namespace("ECHO").get_by_name("alice").who() == "alice"
+
+
+async def test_tuple_dict_keys_round_trip_as_tuples(rt):
+    stub = rt.namespace("ECHO").get_by_name("a")
+    args, kwargs = await stub.echo({(1, (2, 3)): "v"}, nested=[(1, 2)])
+    assert args == [{(1, (2, 3)): "v"}]
+    assert kwargs == {"nested": [[1, 2]]}

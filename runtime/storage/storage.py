@@ -185,15 +185,15 @@ class Storage(KeyValueOperations):
         taken = self._pending if self._pending is not None else WriteSet()
         self._pending = None
         self._in_flight = taken
-        writes = ActorWrites(self._prefix, values=taken.values, clear=taken.cleared)
         alarm = self._alarm if taken.alarm is UNCHANGED else taken.alarm
+        writes = ActorWrites(self._prefix, values=taken.values, clear=taken.cleared, alarm_after=alarm)  # type: ignore[arg-type]
         if alarm != self._alarm:
             writes.move_alarm = True
             writes.old_alarm, writes.new_alarm = self._alarm, alarm  # type: ignore[assignment]
+        # The record (name and alarm) is written when it changes or the actor first stores
+        # something; the writer removes it when the actor is left with no key and no alarm.
         puts = any(v is not None for v in taken.values.values())
-        if taken.cleared and not puts and alarm is None:
-            writes.write_record, writes.record = self._registered, None
-        elif writes.move_alarm or (puts and not self._registered) or taken.cleared:
+        if writes.move_alarm or (puts and not self._registered):
             writes.write_record, writes.record = True, {"name": self._name, "alarm": alarm}
         self._committing = writes
         return writes
@@ -203,8 +203,10 @@ class Storage(KeyValueOperations):
         self._in_flight = self._committing = None
         if writes is None:
             raise StorageError("commit confirmed for a storage with nothing in flight")
-        if writes.write_record:
-            self._registered = writes.record is not None
+        if writes.record_removed:
+            self._registered = False
+        elif writes.write_record:
+            self._registered = True
         if writes.move_alarm:
             self._alarm = writes.new_alarm
             if self._on_alarm_committed is not None:

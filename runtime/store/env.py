@@ -30,8 +30,8 @@ class ActorWrites:
 
     ``values`` maps user keys (UTF-8 bytes) to new values or DELETE; ``clear`` deletes every
     key of the actor first. With ``write_record``, ``record`` replaces the actor's metadata
-    record (None removes it). With ``move_alarm``, the alarm index entry moves from
-    ``old_alarm`` to ``new_alarm`` (None: no entry).
+    record. With ``move_alarm``, the alarm index entry moves from ``old_alarm`` to
+    ``new_alarm`` (None: no entry).
     """
 
     prefix: bytes
@@ -42,6 +42,10 @@ class ActorWrites:
     old_alarm: float | None = None
     new_alarm: float | None = None
     move_alarm: bool = False
+    # The alarm once these writes are applied; with no key left either, the record goes.
+    alarm_after: float | None = None
+    # Set by the writer: the actor was left with no data, so its record was removed.
+    record_removed: bool = False
 
 
 class MapFull(Exception):
@@ -247,11 +251,11 @@ class Environment:
                 txn.delete(keys.alarm_index_key(writes.old_alarm, prefix), db=self.alarms)
             if writes.new_alarm is not None:
                 txn.put(keys.alarm_index_key(writes.new_alarm, prefix), b"", db=self.alarms)
-        if writes.write_record:
-            if writes.record is None:
-                txn.delete(prefix, db=self.actors)
-            else:
-                txn.put(prefix, codec.encode(writes.record), db=self.actors)
+        if writes.write_record and writes.record is not None:
+            txn.put(prefix, codec.encode(writes.record), db=self.actors)
+        emptied = writes.clear or any(value is DELETE for value in writes.values.values())
+        if (emptied or writes.move_alarm) and writes.alarm_after is None and not _has_keys(txn, self.kv, prefix):
+            writes.record_removed = txn.delete(prefix, db=self.actors)
 
     def grow(self) -> bool:
         """Double the map size up to the maximum. Call only with no transaction open."""
@@ -264,6 +268,11 @@ class Environment:
     def stats(self) -> dict[str, int]:
         info = self._env.info()
         return {"map_size_bytes": info["map_size"], "last_txn_id": info["last_txnid"]}
+
+
+def _has_keys(txn: lmdb.Transaction, db: Any, prefix: bytes) -> bool:
+    cursor = txn.cursor(db=db)
+    return cursor.set_range(prefix) and cursor.key().startswith(prefix)
 
 
 _ABOVE_ANY_HASH = b"\xff" * (keys.HASH_BYTES + 1)
