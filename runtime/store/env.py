@@ -286,9 +286,14 @@ def _raw_range(
     cut = len(prefix)
     if reverse:
         if high is not None:
-            # Every stored key whose user key is below ``high`` sorts below this seek point:
-            # a short key is at most INLINE_KEY_BYTES long, a long one is its head plus a hash.
-            positioned = cursor.set_range(prefix + high[: keys.INLINE_KEY_BYTES] + _ABOVE_ANY_HASH)
+            # Every stored key whose user key is below ``high`` sorts below this seek point. A
+            # bound that fits inline compares with stored keys as with user keys; a longer one
+            # is cut to a head, and a long key with that head may still be below it.
+            if len(high) <= keys.INLINE_KEY_BYTES:
+                seek = prefix + high
+            else:
+                seek = prefix + high[: keys.INLINE_KEY_BYTES] + _ABOVE_ANY_HASH
+            positioned = cursor.set_range(seek)
         else:
             positioned = cursor.set_range(_next_prefix(prefix))
         if positioned:
