@@ -86,3 +86,7 @@ async def _watch_signals(signals: trio.abc.ReceiveChannel[int], shutdown: trio.E
             os._exit(EXIT_SECOND_SIGNAL)
         log.info("%s: shutting down (a second signal exits at once)", signal.Signals(signum).name)
         shutdown.set()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -198,9 +198,12 @@ class Storage(KeyValueOperations):
         self._committing = writes
         return writes
 
-    def writes_committed(self) -> None:
+    def writes_committed(self, batch: Batch) -> None:
         writes = self._committing
         self._in_flight = self._committing = None
+        if self._batch is batch:
+            # Nothing newer is pending: let go of the batch (an idle actor keeps no commit state).
+            self._batch = None
         if writes is None:
             raise StorageError("commit confirmed for a storage with nothing in flight")
         if writes.record_removed:

@@ -31,7 +31,7 @@ class Writer(Protocol):
 
     def take_writes(self) -> ActorWrites: ...
 
-    def writes_committed(self) -> None: ...
+    def writes_committed(self, batch: Batch) -> None: ...
 
 
 class Batch:
@@ -146,7 +146,7 @@ class Committer:
         for writer, writes in zip(batch.writers, work, strict=True):
             exc = by_writes.get(id(writes))
             if exc is None:
-                writer.writes_committed()
+                writer.writes_committed(batch)
             else:
                 batch.failed[id(writer)] = exc
                 self.on_failure(writer, exc)
