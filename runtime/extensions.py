@@ -32,15 +32,20 @@ def load_object(path: str) -> Any:
 class Extension(Protocol):
     """What a package of built-ins adds to every runtime. Every member but ``name`` is optional.
 
-    ``namespaces``: actor classes hosted under reserved binding names (each its own namespace).
+    ``namespaces(config)``: actor classes to host, by binding name (each its own namespace;
+    names starting with ``__`` are not reachable over HTTP), given the resolved config.
     ``bindings(rt)``: extra ``env`` entries, made once the runtime's namespaces exist.
+    ``routes()``: HTTP routes, ``(methods, rule, async handler(rt, request, **params))``.
     ``start(rt)``: background work, run in the runtime's nursery until it closes.
     """
 
     name: str
-    namespaces: Mapping[str, type]
+
+    def namespaces(self, config: Any) -> Mapping[str, type]: ...
 
     def bindings(self, rt: Any) -> Mapping[str, Any]: ...
+
+    def routes(self) -> list[tuple[list[str], str, Any]]: ...
 
     async def start(self, rt: Any) -> None: ...
 

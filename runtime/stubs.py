@@ -102,6 +102,14 @@ class ActorStub:
             request = _request_from_path(request_or_path, method, headers, body)
         return await self._deliver(partial(_invoke_fetch, request))
 
+    async def queue(self, batch: Any) -> None:
+        """Deliver a queue batch to the actor's ``queue(batch)`` handler, through its gates.
+
+        For the built-in queues: ``batch`` is handed over as it is (its messages carry fresh
+        copies of their bodies), so the handler's acks and retries are seen by the caller.
+        Raises what the handler raised (as any event's error arrives)."""
+        await self._deliver(partial(_invoke_queue, batch))
+
     async def _deliver(self, handler: Any) -> Any:
         caller = current_instance.get()
         if caller is not None:
@@ -179,6 +187,13 @@ async def _invoke(method: str, payload: bytes, actor: Actor) -> bytes:
     function = rpc_method(type(actor), method)
     args, kwargs = codec.decode(payload)
     return codec.encode(await function(actor, *args, **kwargs))
+
+
+async def _invoke_queue(batch: Any, actor: Actor) -> None:
+    handler = getattr(type(actor), "queue", None)
+    if handler is None or not inspect.iscoroutinefunction(handler):
+        raise MethodNotFoundError(f"{type(actor).__qualname__} has no async queue(batch) handler")
+    await handler(actor, batch)
 
 
 async def _invoke_fetch(request: Request, actor: Actor) -> Response:

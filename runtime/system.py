@@ -61,6 +61,13 @@ class Runtime:
     def namespaces(self) -> Mapping[str, Namespace]:
         return dict(self._namespaces)
 
+    def queue(self, name: str) -> Any:
+        """The producer and operations handle of queue ``name`` (an ``actors.Queue``)."""
+        for extension in self._extensions:
+            if hasattr(extension, "queue"):
+                return extension.queue(self, name)
+        raise KeyError(f"no queue named {name!r}")
+
     @property
     def closing(self) -> bool:
         """True once the runtime began shutting down."""
@@ -70,7 +77,12 @@ class Runtime:
     def asgi_app(self) -> Any:
         """The ASGI app serving this runtime over HTTP (API.md section 6), built once."""
         if self._asgi_app is None:
-            routes = [route for extension in self._extensions for route in getattr(extension, "routes", ())]
+            routes = [
+                route
+                for extension in self._extensions
+                if hasattr(extension, "routes")
+                for route in extension.routes()
+            ]
             self._asgi_app = create_app(self, routes=routes)
         return self._asgi_app
 
@@ -135,7 +147,8 @@ async def open_runtime(
     loaded = [load_extension(path) for path in extensions]
     classes = dict(resolved.actors)
     for extension in loaded:
-        classes.update(getattr(extension, "namespaces", {}))
+        if hasattr(extension, "namespaces"):
+            classes.update(extension.namespaces(resolved))
     for binding, cls in classes.items():
         if not (isinstance(cls, type) and issubclass(cls, Actor)):
             raise ConfigError(

@@ -120,7 +120,7 @@ async def test_errors_arrive_as_their_class_or_remote_error(rt):
     assert roost.value.remote is True
 
 
-@pytest.mark.parametrize("name", ["missing", "_private", "sync_method", "alarm", "queue", "on_start"])
+@pytest.mark.parametrize("name", ["missing", "_private", "sync_method", "alarm", "on_start"])
 async def test_only_public_async_methods_are_callable(rt, name):
     with pytest.raises(MethodNotFoundError) as info:
         await getattr(rt.namespace("ECHO").get_by_name("a"), name)()

@@ -254,7 +254,11 @@ class Environment:
         if writes.write_record and writes.record is not None:
             txn.put(prefix, codec.encode(writes.record), db=self.actors)
         emptied = writes.clear or any(value is DELETE for value in writes.values.values())
-        if (emptied or writes.move_alarm) and writes.alarm_after is None and not _has_keys(txn, self.kv, prefix):
+        if (
+            (emptied or writes.move_alarm)
+            and writes.alarm_after is None
+            and not _has_keys(txn, self.kv, prefix)
+        ):
             writes.record_removed = txn.delete(prefix, db=self.actors)
 
     def grow(self) -> bool:

@@ -1,0 +1,62 @@
+"""What a queue consumer receives: ``MessageBatch`` of ``Message``, with acks and retries.
+
+As on Cloudflare: the first call on a message wins, and a call on a message beats a later
+``ack_all()``/``retry_all()``; the queue applies the outcome when the handler returns (every
+message not explicitly retried is acked) or raises (every message not explicitly acked is
+retried, unless ``ack_all()`` came first).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .message_codec import check_delay
+
+ACK = "ack"
+RETRY = "retry"
+
+
+@dataclass(eq=False, slots=True)
+class Message:
+    id: str
+    timestamp: datetime
+    body: Any
+    attempts: int
+    correlation_id: str | None = None
+    # (ACK or RETRY, delay_seconds) once decided by the consumer
+    outcome: tuple[str, float | None] | None = field(default=None, repr=False)
+
+    def ack(self) -> None:
+        """Acknowledge this message: it will not be delivered again."""
+        if self.outcome is None:
+            self.outcome = (ACK, None)
+
+    def retry(self, delay_seconds: float | None = None) -> None:
+        """Deliver this message again, after ``delay_seconds`` (default: the queue's retry_delay)."""
+        if self.outcome is None:
+            self.outcome = (RETRY, None if delay_seconds is None else check_delay(delay_seconds))
+
+
+@dataclass(eq=False, slots=True)
+class MessageBatch:
+    queue: str
+    messages: list[Message]
+
+    def ack_all(self) -> None:
+        """Acknowledge every message that has no outcome yet."""
+        for message in self.messages:
+            message.ack()
+
+    def retry_all(self, delay_seconds: float | None = None) -> None:
+        """Retry every message that has no outcome yet."""
+        delay = None if delay_seconds is None else check_delay(delay_seconds)
+        for message in self.messages:
+            if message.outcome is None:
+                message.outcome = (RETRY, delay)
+
+    def outcomes(self, *, handler_raised: bool) -> list[tuple[str, float | None]]:
+        """Each message's outcome, once the handler returned or raised."""
+        implicit = (RETRY, None) if handler_raised else (ACK, None)
+        return [message.outcome or implicit for message in self.messages]

@@ -1,0 +1,8 @@
+"""Reserved binding names of the built-in actors (never reachable over the HTTP actor routes)."""
+
+QUEUES_BINDING = "__QUEUES"
+REGISTRY_BINDING = "__ROOST_QUEUES"
+
+
+def consumer_binding(queue: str) -> str:
+    return f"__CONSUMER__{queue}"

@@ -1,0 +1,144 @@
+"""``Queue``: the handle producers and operators use (``env.MY_QUEUE``, ``rt.queue(name)``),
+and the registry that ties queue names to their actors, settings and consumers.
+
+Bodies are checked and encoded here, in the caller, so a message over a limit is refused
+before anything is sent; the queue actor stores them, and ``send`` returns once they are
+durable.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from runtime import ActorStub, Namespace, now
+
+from .errors import QueueLimitError, QueueNotFoundError
+from .message_codec import check_batch, check_delay, decode_body, encode_body
+from .names import QUEUES_BINDING, consumer_binding
+
+
+class QueueRegistry:
+    """The queues of one runtime: their settings, their actors, their consumers."""
+
+    def __init__(self, rt: Any, settings: Mapping[str, Any]) -> None:
+        self._settings = dict(settings)
+        self._actors: Namespace = rt.namespace(QUEUES_BINDING)
+        self._consumers = {
+            name: rt.namespace(consumer_binding(name)) for name, s in self._settings.items() if s.consumer
+        }
+        self._handles = {name: Queue(self, name) for name in self._settings}
+
+    def settings(self, name: str) -> Any:
+        return self._settings[name]
+
+    def queue(self, name: str) -> Queue:
+        try:
+            return self._handles[name]
+        except KeyError:
+            raise QueueNotFoundError(f"no queue named {name!r}; queues: {sorted(self._handles)}") from None
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._handles)
+
+    def actor(self, name: str) -> ActorStub:
+        return self._actors.get_by_name(name)
+
+    def consumer(self, name: str, slot: int) -> ActorStub:
+        """The consumer instance for one delivery slot: each slot is its own actor."""
+        return self._consumers[name].get_by_name(f"{name}#{slot}")
+
+    async def dead_letter(
+        self, source: str, records: list[dict], error: str | None, failed_at: float
+    ) -> None:
+        """Move records that ran out of retries to the source's dead-letter queue (if any).
+
+        Returns once they are durable there; without a dead-letter queue they are dropped."""
+        target = self._settings[source].dead_letter_queue
+        if target is None:
+            return
+        items = [
+            {
+                "id": r["id"],
+                "body": r["body"],
+                "ct": r["ct"],
+                "ts": r["ts"],
+                "cid": r["cid"],
+                "dlq": {"queue": source, "attempts": r["att"], "error": error, "failed_at": failed_at},
+            }
+            for r in records
+        ]
+        await self.actor(target).enqueue(items)
+
+
+class Queue:
+    """A queue's producer and operations. Get one from ``env`` or ``rt.queue(name)``."""
+
+    def __init__(self, registry: QueueRegistry, name: str) -> None:
+        self._registry = registry
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"<Queue {self.name}>"
+
+    async def send(self, body: Any, *, content_type: str = "json", delay_seconds: float = 0) -> str:
+        """Enqueue one message; returns its id once it is durable. ``QueueLimitError`` if
+        the body is over 128,000 bytes encoded, of the wrong type, or the delay over a day."""
+        [message_id] = await self._enqueue([self._item(body, content_type, delay_seconds)])
+        return message_id
+
+    async def send_batch(self, messages: list[Mapping[str, Any]], *, delay_seconds: float = 0) -> list[str]:
+        """Enqueue up to 100 messages (256,000 bytes) together: all or none."""
+        if not isinstance(messages, list) or not all(isinstance(m, Mapping) for m in messages):
+            raise QueueLimitError(
+                "send_batch takes a list of {'body', 'content_type'?, 'delay_seconds'?} dicts"
+            )
+        for message in messages:
+            unknown = set(message) - {"body", "content_type", "delay_seconds"}
+            if unknown or "body" not in message:
+                raise QueueLimitError(f"a batch message needs 'body' and takes no {sorted(unknown)}")
+        items = [
+            self._item(m["body"], m.get("content_type", "json"), m.get("delay_seconds", delay_seconds))
+            for m in messages
+        ]
+        check_batch([len(item["body"]) for item in items])
+        if not items:
+            return []
+        return await self._enqueue(items)
+
+    def _item(self, body: Any, content_type: str, delay_seconds: float) -> dict[str, Any]:
+        return {
+            "id": uuid.uuid4().hex,
+            "body": encode_body(body, content_type),
+            "ct": content_type,
+            "ts": now(),
+            "delay": check_delay(delay_seconds),
+        }
+
+    async def _enqueue(self, items: list[dict[str, Any]]) -> list[str]:
+        return await self._registry.actor(self.name).enqueue(items)
+
+    async def metrics(self) -> dict[str, Any]:
+        """backlog (stored, not acked: delayed and in-flight included), in_flight, delayed,
+        oldest_age_seconds, bytes, acked, retried, dead_lettered, paused."""
+        return await self._registry.actor(self.name).metrics()
+
+    async def peek(self, limit: int = 10) -> list[dict[str, Any]]:
+        """The oldest ``limit`` messages, unchanged: id, body, content_type, attempts, timestamp."""
+        messages = await self._registry.actor(self.name).peek(limit)
+        for message in messages:
+            message["body"] = decode_body(message["body"], message["content_type"])
+        return messages
+
+    async def purge(self) -> int:
+        """Delete every message of the queue; how many there were."""
+        return await self._registry.actor(self.name).purge()
+
+    async def pause(self) -> None:
+        """Stop delivering (sends are still accepted and stored)."""
+        await self._registry.actor(self.name).pause()
+
+    async def resume(self) -> None:
+        await self._registry.actor(self.name).resume()

@@ -1,0 +1,124 @@
+"""The HTTP routes of the queues (API.md section 6), as handlers of the runtime's HTTP layer."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from runtime import Request, Response
+
+from .errors import QueueLimitError
+from .names import REGISTRY_BINDING
+from .queue import Queue
+
+
+def routes() -> list[tuple[list[str], str, Any]]:
+    return [
+        (["GET"], "/queues", list_queues),
+        (["GET"], "/queues/<name>", queue_metrics),
+        (["POST"], "/queues/<name>/messages", send),
+        (["POST"], "/queues/<name>/messages/batch", send_batch),
+        (["GET"], "/queues/<name>/messages", peek),
+        (["DELETE"], "/queues/<name>/messages", purge),
+        (["POST"], "/queues/<name>/pause", pause),
+        (["POST"], "/queues/<name>/resume", resume),
+    ]
+
+
+def _queue(rt: Any, name: str) -> Queue:
+    return rt.env[REGISTRY_BINDING].queue(name)
+
+
+def _json(request: Request) -> Any:
+    try:
+        return json.loads(request.body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise QueueLimitError(f"malformed JSON body: {exc}") from None
+
+
+def _object(request: Request, allowed: set[str]) -> dict[str, Any]:
+    payload = _json(request)
+    if not isinstance(payload, dict):
+        raise QueueLimitError("the body must be a JSON object")
+    unknown = set(payload) - allowed
+    if unknown:
+        raise QueueLimitError(f"unknown keys {sorted(unknown)}; expected some of {sorted(allowed)}")
+    return payload
+
+
+def _http_body(message: dict[str, Any]) -> tuple[Any, str]:
+    """An HTTP message's body as the producer API takes it: bytes arrive base64-encoded."""
+    content_type = message.get("content_type", "json")
+    body = message.get("body")
+    if content_type == "bytes":
+        if not isinstance(body, str):
+            raise QueueLimitError("a bytes body is sent over HTTP as a base64 string")
+        try:
+            body = base64.b64decode(body, validate=True)
+        except ValueError:
+            raise QueueLimitError("a bytes body must be valid base64") from None
+    return body, content_type
+
+
+async def list_queues(rt: Any, request: Request) -> Response:
+    registry = rt.env[REGISTRY_BINDING]
+    return Response({"queues": [await registry.queue(name).metrics() for name in registry.names]})
+
+
+async def queue_metrics(rt: Any, request: Request, name: str) -> Response:
+    return Response(await _queue(rt, name).metrics())
+
+
+async def send(rt: Any, request: Request, name: str) -> Response:
+    queue = _queue(rt, name)
+    payload = _object(request, {"body", "content_type", "delay_seconds"})
+    if "body" not in payload:
+        raise QueueLimitError("the body must have a 'body' key")
+    body, content_type = _http_body(payload)
+    message_id = await queue.send(
+        body, content_type=content_type, delay_seconds=payload.get("delay_seconds", 0)
+    )
+    return Response({"id": message_id}, 202)
+
+
+async def send_batch(rt: Any, request: Request, name: str) -> Response:
+    queue = _queue(rt, name)
+    payload = _object(request, {"messages", "delay_seconds"})
+    messages = payload.get("messages")
+    if not isinstance(messages, list) or not all(isinstance(m, dict) for m in messages):
+        raise QueueLimitError("'messages' must be a list of objects")
+    converted = []
+    for message in messages:
+        body, content_type = _http_body(message)
+        converted.append({**message, "body": body, "content_type": content_type})
+    ids = await queue.send_batch(converted, delay_seconds=payload.get("delay_seconds", 0))
+    return Response({"ids": ids}, 202)
+
+
+async def peek(rt: Any, request: Request, name: str) -> Response:
+    queue = _queue(rt, name)
+    try:
+        limit = int(request.query.get("limit", "10"))
+    except ValueError:
+        raise QueueLimitError("limit must be an integer") from None
+    messages = await queue.peek(limit)
+    for message in messages:
+        if isinstance(message["body"], bytes):
+            message["body"] = base64.b64encode(message["body"]).decode()
+        message["timestamp_ms"] = int(message.pop("timestamp") * 1000)
+    return Response({"messages": messages})
+
+
+async def purge(rt: Any, request: Request, name: str) -> Response:
+    return Response({"purged": await _queue(rt, name).purge()})
+
+
+async def pause(rt: Any, request: Request, name: str) -> Response:
+    await _queue(rt, name).pause()
+    return Response({"paused": True})
+
+
+async def resume(rt: Any, request: Request, name: str) -> Response:
+    await _queue(rt, name).resume()
+    return Response({"paused": False})
