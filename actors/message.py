@@ -39,6 +39,20 @@ class Message:
             self.outcome = (RETRY, None if delay_seconds is None else check_delay(delay_seconds))
 
 
+@dataclass(frozen=True, slots=True)
+class PulledMessage:
+    """A message leased by ``Queue.pull``: ack or retry it by ``lease_id`` before the lease
+    (the visibility timeout) ends, or it becomes visible again."""
+
+    id: str
+    body: Any
+    attempts: int
+    timestamp: datetime
+    lease_id: str
+    content_type: str = "json"
+    correlation_id: str | None = None
+
+
 @dataclass(eq=False, slots=True)
 class MessageBatch:
     queue: str

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
+from datetime import datetime, timezone
 from typing import Any
 
 from runtime import ActorStub, Namespace, now
 
 from .errors import QueueLimitError, QueueNotFoundError
+from .message import PulledMessage
 from .message_codec import check_batch, check_delay, decode_body, encode_body
 from .names import QUEUES_BINDING, consumer_binding
 
@@ -136,9 +138,53 @@ class Queue:
         """Delete every message of the queue; how many there were."""
         return await self._registry.actor(self.name).purge()
 
+    async def pull(self, batch_size: int = 5, visibility_timeout: float = 30.0) -> list[PulledMessage]:
+        """Lease up to ``batch_size`` (1..100) visible messages for ``visibility_timeout``
+        seconds (at most 12 hours). Each delivery counts in ``attempts``; a lease that ends
+        without ``ack``/``retry`` makes the message visible again."""
+        leased = await self._registry.actor(self.name).pull(batch_size, visibility_timeout)
+        return [
+            PulledMessage(
+                id=m["id"],
+                body=decode_body(m["body"], m["content_type"]),
+                attempts=m["attempts"],
+                timestamp=datetime.fromtimestamp(m["timestamp"], tz=timezone.utc),
+                lease_id=m["lease_id"],
+                content_type=m["content_type"],
+                correlation_id=m["correlation_id"],
+            )
+            for m in leased
+        ]
+
+    async def ack(self, lease_ids: list[str]) -> int:
+        """Acknowledge pulled messages by lease id; returns how many leases were still valid."""
+        return (await self._registry.actor(self.name).settle_leases(_lease_list(lease_ids), []))["acked"]
+
+    async def retry(self, lease_ids: list[str], delay_seconds: float | None = None) -> int:
+        """Make pulled messages visible again, after ``delay_seconds`` (default: the queue's
+        retry_delay); past max_retries they go to the dead-letter queue."""
+        delay = None if delay_seconds is None else check_delay(delay_seconds)
+        retries = [[lease, delay] for lease in _lease_list(lease_ids)]
+        return (await self._registry.actor(self.name).settle_leases([], retries))["retried"]
+
+    async def redrive(self, to: str | None = None, ids: list[str] | None = None) -> int:
+        """Move messages of this queue (typically a dead-letter queue), all or those ``ids``,
+        to ``to`` or back to the queue each died in. Returns how many moved."""
+        if to is not None:
+            self._registry.queue(to)
+        if ids is not None and (not isinstance(ids, list) or not all(isinstance(i, str) for i in ids)):
+            raise QueueLimitError("ids must be a list of message ids")
+        return await self._registry.actor(self.name).redrive(to, ids)
+
     async def pause(self) -> None:
         """Stop delivering (sends are still accepted and stored)."""
         await self._registry.actor(self.name).pause()
 
     async def resume(self) -> None:
         await self._registry.actor(self.name).resume()
+
+
+def _lease_list(lease_ids: list[str]) -> list[str]:
+    if not isinstance(lease_ids, list) or not all(isinstance(lease, str) for lease in lease_ids):
+        raise QueueLimitError("lease_ids must be a list of lease id strings")
+    return lease_ids

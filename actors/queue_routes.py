@@ -9,6 +9,7 @@ from typing import Any
 from runtime import Request, Response
 
 from .errors import QueueLimitError
+from .message_codec import check_delay
 from .names import REGISTRY_BINDING
 from .queue import Queue
 
@@ -23,6 +24,9 @@ def routes() -> list[tuple[list[str], str, Any]]:
         (["DELETE"], "/queues/<name>/messages", purge),
         (["POST"], "/queues/<name>/pause", pause),
         (["POST"], "/queues/<name>/resume", resume),
+        (["POST"], "/queues/<name>/messages/pull", pull),
+        (["POST"], "/queues/<name>/messages/ack", ack),
+        (["POST"], "/queues/<name>/redrive", redrive),
     ]
 
 
@@ -96,18 +100,66 @@ async def send_batch(rt: Any, request: Request, name: str) -> Response:
     return Response({"ids": ids}, 202)
 
 
+def _wire(message: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as JSON: a json body as its value, text as a string, bytes and
+    msgpack bodies as base64 of their bytes; the timestamp in milliseconds."""
+    raw, content_type = message["body"], message["content_type"]
+    if content_type == "json":
+        body = json.loads(raw)
+    elif content_type == "text":
+        body = raw.decode("utf-8")
+    else:
+        body = base64.b64encode(raw).decode()
+    wire = {k: v for k, v in message.items() if k not in ("body", "timestamp")}
+    return {**wire, "body": body, "timestamp_ms": int(message["timestamp"] * 1000)}
+
+
 async def peek(rt: Any, request: Request, name: str) -> Response:
-    queue = _queue(rt, name)
+    _queue(rt, name)
     try:
         limit = int(request.query.get("limit", "10"))
     except ValueError:
         raise QueueLimitError("limit must be an integer") from None
-    messages = await queue.peek(limit)
-    for message in messages:
-        if isinstance(message["body"], bytes):
-            message["body"] = base64.b64encode(message["body"]).decode()
-        message["timestamp_ms"] = int(message.pop("timestamp") * 1000)
-    return Response({"messages": messages})
+    messages = await rt.env[REGISTRY_BINDING].actor(name).peek(limit)
+    return Response({"messages": [_wire(m) for m in messages]})
+
+
+async def pull(rt: Any, request: Request, name: str) -> Response:
+    _queue(rt, name)
+    payload = _object(request, {"batch_size", "visibility_timeout_ms"}) if request.body.strip() else {}
+    timeout_ms = payload.get("visibility_timeout_ms", 30_000)
+    if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
+        raise QueueLimitError("visibility_timeout_ms must be a number")
+    leased = await rt.env[REGISTRY_BINDING].actor(name).pull(payload.get("batch_size", 5), timeout_ms / 1000)
+    return Response({"messages": [_wire(m) for m in leased]})
+
+
+async def ack(rt: Any, request: Request, name: str) -> Response:
+    _queue(rt, name)
+    payload = _object(request, {"acks", "retries"})
+    acks, retries = payload.get("acks", []), payload.get("retries", [])
+    if not isinstance(acks, list) or not all(
+        isinstance(a, dict) and isinstance(a.get("lease_id"), str) for a in acks
+    ):
+        raise QueueLimitError("'acks' must be a list of {\"lease_id\": str}")
+    if not isinstance(retries, list) or not all(
+        isinstance(r, dict) and isinstance(r.get("lease_id"), str) for r in retries
+    ):
+        raise QueueLimitError('\'retries\' must be a list of {"lease_id": str, "delay_seconds"?: number}')
+    retry_pairs = [
+        [r["lease_id"], None if r.get("delay_seconds") is None else check_delay(r["delay_seconds"])]
+        for r in retries
+    ]
+    applied = (
+        await rt.env[REGISTRY_BINDING].actor(name).settle_leases([a["lease_id"] for a in acks], retry_pairs)
+    )
+    return Response(applied)
+
+
+async def redrive(rt: Any, request: Request, name: str) -> Response:
+    queue = _queue(rt, name)
+    payload = _object(request, {"to", "ids"}) if request.body.strip() else {}
+    return Response({"moved": await queue.redrive(to=payload.get("to"), ids=payload.get("ids"))})
 
 
 async def purge(rt: Any, request: Request, name: str) -> Response:

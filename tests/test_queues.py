@@ -323,3 +323,123 @@ async def test_queue_routes(data_dir, autojump_clock):
                 assert response.status_code == status, (path, response.text)
                 assert set(response.json()) == {"error", "type"}
             assert (await http.get("/queues/jobs")).json()["backlog"] == 0
+
+
+def pull_queues(**settings):
+    return [
+        {"queue": "work", "binding": "WORK", "max_retries": 1, "dead_letter_queue": "work-dlq", **settings}
+    ]
+
+
+async def test_pull_leases_messages_and_ack_removes_them(data_dir, autojump_clock):
+    async with open_runtime(data_dir=data_dir, queues=pull_queues()) as rt:
+        queue = rt.env.WORK
+        ids = await queue.send_batch([{"body": i} for i in range(3)])
+        pulled = await queue.pull(batch_size=2, visibility_timeout=30)
+        assert [m.id for m in pulled] == ids[:2]
+        assert [m.body for m in pulled] == [0, 1] and all(m.attempts == 1 for m in pulled)
+        assert len({m.lease_id for m in pulled}) == 2
+        assert [m.id for m in await queue.pull(batch_size=5)] == [ids[2]]  # leased ones are hidden
+        assert await queue.pull() == []
+        assert await queue.ack([pulled[0].lease_id, "not-a-lease"]) == 1
+        metrics = await queue.metrics()
+        assert (metrics["backlog"], metrics["in_flight"], metrics["acked"]) == (2, 2, 1)
+
+
+async def test_an_expired_lease_makes_the_message_visible_again(data_dir, autojump_clock):
+    async with open_runtime(data_dir=data_dir, queues=pull_queues()) as rt:
+        queue = rt.env.WORK
+        await queue.send("x", content_type="text")
+        [first] = await queue.pull(visibility_timeout=10)
+        await trio.sleep(11)
+        [again] = await queue.pull(visibility_timeout=10)
+        assert again.id == first.id and again.attempts == 2 and again.lease_id != first.lease_id
+        assert await queue.ack([first.lease_id]) == 0  # the old lease is gone
+        assert await queue.ack([again.lease_id]) == 1
+
+
+async def test_pull_retry_delays_and_dead_letters_past_max_retries(data_dir, autojump_clock):
+    async with open_runtime(data_dir=data_dir, queues=pull_queues(retry_delay=5)) as rt:
+        queue = rt.env.WORK
+        await queue.send({"job": 1})
+        [first] = await queue.pull()
+        assert await queue.retry([first.lease_id], delay_seconds=20) == 1
+        assert await queue.pull() == []
+        await trio.sleep(21)
+        [second] = await queue.pull()
+        assert second.attempts == 2
+        await queue.retry([second.lease_id])  # past max_retries (1): dead-lettered
+        assert (await queue.metrics())["backlog"] == 0
+        [dead] = await rt.queue("work-dlq").peek()
+        assert dead["body"] == {"job": 1} and dead["dead_letter"]["attempts"] == 2
+
+
+async def test_pull_leases_survive_a_restart(data_dir, autojump_clock):
+    async with open_runtime(data_dir=data_dir, queues=pull_queues()) as rt:
+        await rt.env.WORK.send("x", content_type="text")
+        [leased] = await rt.env.WORK.pull(visibility_timeout=60)
+    async with open_runtime(data_dir=data_dir, queues=pull_queues()) as rt:
+        assert await rt.env.WORK.pull() == []
+        assert await rt.env.WORK.ack([leased.lease_id]) == 1
+
+
+async def test_redrive_moves_dead_letters_back(data_dir, autojump_clock):
+    async with open_runtime(data_dir=data_dir, queues=pull_queues(max_retries=0)) as rt:
+        queue, dlq = rt.env.WORK, rt.queue("work-dlq")
+        ids = await queue.send_batch(
+            [{"body": "a", "content_type": "text"}, {"body": "b", "content_type": "text"}]
+        )
+        await queue.retry([m.lease_id for m in await queue.pull()])
+        assert [m["id"] for m in await dlq.peek()] == ids
+        assert await dlq.redrive(ids=[ids[1]]) == 1
+        assert [m["id"] for m in await queue.peek()] == [ids[1]]
+        assert await dlq.redrive() == 1
+        assert (await dlq.metrics())["backlog"] == 0
+        back = await queue.pull()
+        assert sorted(m.id for m in back) == sorted(ids) and all(m.attempts == 1 for m in back)
+        with pytest.raises(QueueLimitError, match="give 'to'"):
+            await queue.send("no origin", content_type="text")
+            await queue.redrive()
+
+
+async def test_pull_ack_and_redrive_routes(data_dir, autojump_clock):
+    async with open_runtime(data_dir=data_dir, queues=pull_queues(max_retries=0)) as rt:
+        transport = httpx.ASGITransport(app=rt.asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://roost.test") as http:
+            await http.post(
+                "/queues/work/messages/batch",
+                json={
+                    "messages": [
+                        {"body": {"j": 1}},
+                        {"body": "t", "content_type": "text"},
+                        {"body": "AP8=", "content_type": "bytes"},
+                    ]
+                },
+            )
+            pulled = (
+                await http.post(
+                    "/queues/work/messages/pull", json={"batch_size": 3, "visibility_timeout_ms": 5000}
+                )
+            ).json()["messages"]
+            assert [m["body"] for m in pulled] == [{"j": 1}, "t", "AP8="]
+            assert [m["content_type"] for m in pulled] == ["json", "text", "bytes"]
+            assert all(m["attempts"] == 1 and m["lease_id"] and m["timestamp_ms"] > 0 for m in pulled)
+            answer = await http.post(
+                "/queues/work/messages/ack",
+                json={
+                    "acks": [{"lease_id": pulled[0]["lease_id"]}],
+                    "retries": [{"lease_id": pulled[1]["lease_id"]}],
+                },
+            )
+            assert answer.json() == {"acked": 1, "retried": 1}
+            assert (await http.get("/queues/work-dlq")).json()["backlog"] == 1
+            assert (await http.post("/queues/work-dlq/redrive", json={})).json() == {"moved": 1}
+            for path, body, status in [
+                ("/queues/work/messages/pull", {"batch_size": 0}, 400),
+                ("/queues/work/messages/pull", {"visibility_timeout_ms": "x"}, 400),
+                ("/queues/work/messages/ack", {"acks": [{"lease": 1}]}, 400),
+                ("/queues/work/redrive", {"to": "nowhere"}, 404),
+                ("/queues/nope/messages/pull", {}, 404),
+            ]:
+                response = await http.post(path, json=body)
+                assert response.status_code == status, (path, response.text)
