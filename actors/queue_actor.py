@@ -1,9 +1,9 @@
 """``QueueActor``: one queue's messages, kept in the actor's storage, delivered in batches.
 
 One instance per queue name. Every message is a storage record (body, attempts, when it is
-visible, its lease while delivered); an in-memory index over them is rebuilt in
-``on_start``. The actor's alarm is set for the next moment something is due (a batch
-filled or timed out, a delayed message visible); deliveries run in the background
+visible, its lease while delivered); a ``QueueIndex`` over them is rebuilt in ``on_start``.
+The actor's alarm is set for the next moment something is due (a batch filled or timed out,
+a delayed message visible, a pull lease ending); deliveries run in the background
 (``wait_until``) and their outcomes are written when the consumer returns. Must stay true:
 a message leaves storage only when it was acked, or after it is durable in the dead-letter
 queue; a delivery whose outcome is lost (crash, reset) is delivered again.
@@ -11,8 +11,6 @@ queue; a delivery whose outcome is lost (crash, reset) is delivered again.
 
 from __future__ import annotations
 
-import uuid
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 
@@ -22,34 +20,22 @@ from .errors import QueueLimitError
 from .message import ACK, RETRY, Message, MessageBatch
 from .message_codec import decode_body
 from .names import REGISTRY_BINDING
+from .queue_index import DELAYED, PULLED, PUSHED, READY, Entry, QueueIndex
 
 META_KEY = "meta"
 RECORD_PREFIX = "msg:"
 LOAD_CHUNK = 500
-CHUNK = 128
+CHUNK = 128  # storage's limit of keys per call
 MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
+MAX_PEEK = 1000
 
 
 def record_key(seq: int) -> str:
     return f"{RECORD_PREFIX}{seq:016x}"
 
 
-PUSH_LEASE = "push"
-
-
-@dataclass(slots=True)
-class _Entry:
-    """What the index keeps of one stored message (its body stays in storage).
-
-    ``lease`` is None while the message waits, ``PUSH_LEASE`` while a batch holding it is
-    with the consumer, or the lease id a pull consumer got, valid until ``lease_until``."""
-
-    seq: int
-    visible_at: float
-    timestamp: float
-    size: int
-    lease: str | None = None
-    lease_until: float = float("inf")
+def record_seq(key: str) -> int:
+    return int(key[len(RECORD_PREFIX) :], 16)
 
 
 class QueueActor(Actor):
@@ -62,29 +48,28 @@ class QueueActor(Actor):
         self.next_seq: int = meta.get("next_seq", 0)
         self.counters: dict[str, int] = {k: meta.get(k, 0) for k in ("acked", "retried", "dead_lettered")}
         self.paused: bool = meta.get("paused", False)
-        self.entries: dict[int, _Entry] = {}
-        self.leases: dict[str, int] = {}
+        self.index = QueueIndex()
         self.free_slots = list(range(self.settings.max_concurrency))
+        moment = now()
         released = {}
         after = None
         while True:
             chunk = await self.storage.list(prefix=RECORD_PREFIX, start_after=after, limit=LOAD_CHUNK)
             for key, record in chunk.items():
-                seq = int(key[len(RECORD_PREFIX) :], 16)
-                entry = self.entries[seq] = _Entry(seq, record["vis"], record["ts"], len(record["body"]))
+                entry = Entry(record_seq(key), record["vis"], record["ts"], len(record["body"]))
                 lease = record["lease"]
                 if lease is not None and lease.get("push"):
                     # The delivery that held this lease died with the process: deliver again.
                     record["lease"] = None
                     released[key] = record
                 elif lease is not None:
-                    entry.lease, entry.lease_until = lease["id"], lease["until"]
-                    self.leases[lease["id"]] = seq
+                    entry.state, entry.lease_id, entry.lease_until = PULLED, lease["id"], lease["until"]
+                self.index.add(entry, moment)
+                after = key
             if len(chunk) < LOAD_CHUNK:
                 break
-            after = key
         await self._put_records(released)
-        await self._schedule()
+        await self._pump()
 
     @property
     def settings(self) -> Any:
@@ -113,7 +98,7 @@ class QueueActor(Actor):
                 "dlq": item.get("dlq"),
                 "lease": None,
             }
-            self.entries[seq] = _Entry(seq, visible_at, item["ts"], len(item["body"]))
+            self.index.add(Entry(seq, visible_at, item["ts"], len(item["body"])), moment)
         await self._put_records(records)
         await self._save_meta()
         await self._pump()
@@ -123,44 +108,31 @@ class QueueActor(Actor):
 
     async def metrics(self) -> dict[str, Any]:
         moment = now()
-        leased = sum(1 for e in self.entries.values() if e.lease is not None)
-        delayed = sum(1 for e in self.entries.values() if e.lease is None and e.visible_at > moment)
-        oldest = min((e.timestamp for e in self.entries.values()), default=None)
+        self.index.promote(moment)
+        oldest = self.index.oldest_timestamp()
         return {
             "queue": self.name,
-            "backlog": len(self.entries),
-            "in_flight": leased,
-            "delayed": delayed,
+            "backlog": len(self.index),
+            "in_flight": self.index.count(PUSHED) + self.index.count(PULLED),
+            "delayed": self.index.count(DELAYED),
             "oldest_age_seconds": 0.0 if oldest is None else max(0.0, moment - oldest),
-            "bytes": sum(e.size for e in self.entries.values()),
+            "bytes": self.index.bytes,
             "paused": self.paused,
             **self.counters,
         }
 
     async def peek(self, limit: int = 10) -> list[dict[str, Any]]:
         """The first ``limit`` stored messages, oldest first, unchanged."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= 1000:
-            raise QueueLimitError(f"peek limit must be an int in 1..1000, got {limit!r}")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PEEK:
+            raise QueueLimitError(f"peek limit must be an int in 1..{MAX_PEEK}, got {limit!r}")
         records = await self.storage.list(prefix=RECORD_PREFIX, limit=limit)
-        return [
-            {
-                "id": r["id"],
-                "body": r["body"],
-                "content_type": r["ct"],
-                "attempts": r["att"],
-                "timestamp": r["ts"],
-                "correlation_id": r["cid"],
-                "dead_letter": r["dlq"],
-            }
-            for r in records.values()
-        ]
+        return [_view(r) for r in records.values()]
 
     async def purge(self) -> int:
         """Delete every stored message; how many there were."""
-        keys = [record_key(seq) for seq in self.entries]
+        keys = [record_key(entry.seq) for entry in self.index]
         await self._delete_records(keys)
-        self.entries.clear()
-        self.leases.clear()
+        self.index.clear()
         await self._schedule()
         return len(keys)
 
@@ -174,64 +146,12 @@ class QueueActor(Actor):
         await self._save_meta()
         await self._pump()
 
-    # -- pull consumers ------------------------------------------------------------------------
-
-    async def pull(self, batch_size: int = 5, visibility_timeout: float = 30.0) -> list[dict[str, Any]]:
-        """Lease up to ``batch_size`` visible messages for ``visibility_timeout`` seconds."""
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 100:
-            raise QueueLimitError(f"batch_size must be an int in 1..100, got {batch_size!r}")
-        if isinstance(visibility_timeout, bool) or not isinstance(visibility_timeout, (int, float)):
-            raise QueueLimitError(
-                f"visibility_timeout must be a number of seconds, got {visibility_timeout!r}"
-            )
-        if not 0 < visibility_timeout <= MAX_VISIBILITY_TIMEOUT_SECONDS:
-            raise QueueLimitError(f"visibility_timeout must be within 0..{MAX_VISIBILITY_TIMEOUT_SECONDS} s")
-        await self._expire_leases()
-        chosen = [] if self.paused else self._visible(now())[:batch_size]
-        if not chosen:
-            return []
-        records = await self._lease(chosen, until=now() + visibility_timeout)
-        await self._schedule()
-        return [
-            {
-                "id": r["id"],
-                "body": r["body"],
-                "content_type": r["ct"],
-                "attempts": r["att"],
-                "timestamp": r["ts"],
-                "lease_id": r["lease"]["id"],
-                "correlation_id": r["cid"],
-            }
-            for r in (records[record_key(e.seq)] for e in chosen)
-        ]
-
-    async def settle_leases(self, acks: list[str], retries: list[list]) -> dict[str, int]:
-        """Ack leases and retry others (``[lease_id, delay_seconds or None]``); leases that
-        expired or are unknown are skipped. Returns how many of each were applied."""
-        await self._expire_leases()
-        entries, outcomes = [], []
-        for lease_id, outcome in [
-            *((a, (ACK, None)) for a in acks),
-            *((r[0], (RETRY, r[1])) for r in retries),
-        ]:
-            seq = self.leases.get(lease_id)
-            if seq is not None and seq in self.entries:
-                entries.append(self.entries[seq])
-                outcomes.append(outcome)
-                self.leases.pop(lease_id)
-        applied = {
-            "acked": sum(o[0] == ACK for o in outcomes),
-            "retried": sum(o[0] == RETRY for o in outcomes),
-        }
-        await self._settle(entries, outcomes, "retried by a pull consumer", self.settings)
-        return applied
-
     async def redrive(self, to: str | None = None, ids: list[str] | None = None) -> int:
-        """Move messages (all, or those ``ids``) that are not leased to ``to``, or back to the
-        queue each died in; returns how many moved. They keep their id and timestamp, and
-        leave this queue only once they are durable in their new one."""
+        """Move waiting messages (all, or those ``ids``) to ``to``, or back to the queue each
+        died in; returns how many moved. They keep their id and timestamp, and leave this
+        queue only once they are durable in their new one."""
         wanted = None if ids is None else set(ids)
-        waiting = [e for e in self.entries.values() if e.lease is None]
+        waiting = [e for e in self.index if e.state in (READY, DELAYED)]
         records = await self._get_records([record_key(e.seq) for e in waiting])
         by_target: dict[str, list[tuple[str, dict]]] = {}
         for key, record in records.items():
@@ -244,68 +164,61 @@ class QueueActor(Actor):
             by_target.setdefault(target, []).append((key, record))
         moved = 0
         for target, items in by_target.items():
+            fields = ("id", "body", "ct", "ts", "cid")
             await self.registry.actor(target).enqueue(
-                [
-                    {"id": r["id"], "body": r["body"], "ct": r["ct"], "ts": r["ts"], "cid": r["cid"]}
-                    for _, r in items
-                ]
+                [{field: record[field] for field in fields} for _, record in items]
             )
             keys = [key for key, _ in items]
             await self._delete_records(keys)
             for key in keys:
-                self.entries.pop(int(key[len(RECORD_PREFIX) :], 16), None)
+                self.index.remove(record_seq(key))
             moved += len(keys)
         await self._schedule()
         return moved
 
-    # -- delivery -----------------------------------------------------------------------------
+    # -- pull consumers -----------------------------------------------------------------------
 
-    async def alarm(self, info: AlarmInfo) -> None:
-        await self._pump()
-
-    async def _pump(self) -> None:
-        """Start every delivery that is due now, then set the alarm for the next one."""
-        settings = self.settings
+    async def pull(self, batch_size: int = 5, visibility_timeout: float = 30.0) -> list[dict[str, Any]]:
+        """Lease up to ``batch_size`` ready messages for ``visibility_timeout`` seconds."""
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or not 1 <= batch_size <= 100:
+            raise QueueLimitError(f"batch_size must be an int in 1..100, got {batch_size!r}")
+        if isinstance(visibility_timeout, bool) or not isinstance(visibility_timeout, (int, float)):
+            raise QueueLimitError(
+                f"visibility_timeout must be a number of seconds, got {visibility_timeout!r}"
+            )
+        if not 0 < visibility_timeout <= MAX_VISIBILITY_TIMEOUT_SECONDS:
+            raise QueueLimitError(f"visibility_timeout must be within 0..{MAX_VISIBILITY_TIMEOUT_SECONDS} s")
         await self._expire_leases()
-        while self.free_slots and not self.paused and settings.consumer is not None:
-            moment = now()
-            visible = self._visible(moment)
-            if not visible:
-                break
-            oldest_wait = moment - min(e.visible_at for e in visible)
-            if len(visible) < settings.max_batch_size and oldest_wait < settings.max_batch_timeout:
-                break
-            chosen = visible[: settings.max_batch_size]
-            await self._lease(chosen)
-            self.ctx.wait_until(self._deliver(chosen, self.free_slots.pop(0)))
+        moment = now()
+        self.index.promote(moment)
+        chosen = [] if self.paused else self.index.take_ready(batch_size)
+        if not chosen:
+            return []
+        self.index.pull(chosen, moment + visibility_timeout)
+        records = await self._count_attempt(chosen)
         await self._schedule()
+        return [{**_view(records[record_key(e.seq)]), "lease_id": e.lease_id} for e in chosen]
 
-    def _visible(self, moment: float) -> list[_Entry]:
-        return [e for e in self.entries.values() if e.lease is None and e.visible_at <= moment]
-
-    async def _lease(self, entries: list[_Entry], until: float | None = None) -> dict[str, dict]:
-        """Count a delivery attempt and lease the entries: to the pushing consumer, or (with
-        ``until``) to a pull consumer under new lease ids. Returns the updated records."""
-        keys = [record_key(e.seq) for e in entries]
-        records = await self._get_records(keys)
-        for entry, key in zip(entries, keys, strict=True):
-            records[key]["att"] += 1
-            if until is None:
-                entry.lease = PUSH_LEASE
-                records[key]["lease"] = {"push": True}
-            else:
-                entry.lease, entry.lease_until = uuid.uuid4().hex, until
-                self.leases[entry.lease] = entry.seq
-                records[key]["lease"] = {"id": entry.lease, "until": until}
-        await self._put_records(records)
-        return records
+    async def settle_leases(self, acks: list[str], retries: list[list]) -> dict[str, int]:
+        """Ack leases and retry others (``[lease_id, delay_seconds or None]``); leases that
+        expired or are unknown are skipped. Returns how many of each were applied."""
+        await self._expire_leases()
+        entries, outcomes = [], []
+        for lease_id, outcome in [
+            *((a, (ACK, None)) for a in acks),
+            *((r[0], (RETRY, r[1])) for r in retries),
+        ]:
+            entry = self.index.by_lease(lease_id)
+            if entry is not None and entry not in entries:
+                entries.append(entry)
+                outcomes.append(outcome)
+        await self._settle(entries, outcomes, "retried by a pull consumer")
+        return {"acked": sum(o[0] == ACK for o in outcomes), "retried": sum(o[0] == RETRY for o in outcomes)}
 
     async def _expire_leases(self) -> None:
-        """Pull leases past their visibility timeout: the messages are visible again."""
+        """Pull leases past their visibility timeout: the messages are ready again."""
         moment = now()
-        expired = [
-            e for e in self.entries.values() if e.lease not in (None, PUSH_LEASE) and e.lease_until <= moment
-        ]
+        expired = self.index.expired_leases(moment)
         if not expired:
             return
         records = await self._get_records([record_key(e.seq) for e in expired])
@@ -314,28 +227,60 @@ class QueueActor(Actor):
             record["vis"] = moment
         await self._put_records(records)
         for entry in expired:
-            self.leases.pop(entry.lease, None)  # type: ignore[arg-type]
-            entry.lease, entry.lease_until, entry.visible_at = None, float("inf"), moment
+            self.index.release(entry, moment, moment)
+
+    # -- push delivery ------------------------------------------------------------------------
+
+    async def alarm(self, info: AlarmInfo) -> None:
+        await self._pump()
+
+    async def _pump(self) -> None:
+        """Start every delivery that is due now, then set the alarm for the next one."""
+        await self._expire_leases()
+        settings = self.settings
+        while self.free_slots and not self.paused and settings.consumer is not None:
+            moment = now()
+            self.index.promote(moment)
+            ready = self.index.count(READY)
+            if not ready:
+                break
+            waited = moment - (self.index.oldest_ready_since() or moment)
+            if ready < settings.max_batch_size and waited < settings.max_batch_timeout:
+                break
+            chosen = self.index.take_ready(settings.max_batch_size)
+            self.index.push(chosen)
+            records = await self._count_attempt(chosen)
+            self.ctx.wait_until(self._deliver(chosen, records, self.free_slots.pop(0)))
+        await self._schedule()
+
+    async def _count_attempt(self, entries: list[Entry]) -> dict[str, dict]:
+        """Record a delivery attempt and the lease of each entry; returns their records."""
+        records = await self._get_records([record_key(e.seq) for e in entries])
+        for entry in entries:
+            record = records[record_key(entry.seq)]
+            record["att"] += 1
+            record["lease"] = (
+                {"push": True}
+                if entry.state == PUSHED
+                else {"id": entry.lease_id, "until": entry.lease_until}
+            )
+        await self._put_records(records)
+        return records
 
     async def _schedule(self) -> None:
-        """Set the alarm for the next moment a delivery could start (or clear it)."""
+        """Set the alarm for the next moment something is due (or clear it)."""
         settings = self.settings
-        due: float | None = None
+        candidates = []
         if self.free_slots and not self.paused and settings.consumer is not None:
-            waiting = [e.visible_at for e in self.entries.values() if e.lease is None]
-            if waiting:
-                moment = now()
-                visible = sorted(v for v in waiting if v <= moment)
-                if len(visible) >= settings.max_batch_size:
-                    due = moment
-                elif visible:
-                    due = visible[0] + settings.max_batch_timeout
-                later = [v for v in waiting if v > moment]
-                if later:
-                    due = min(later) if due is None else min(due, min(later))
-        lease_ends = [e.lease_until for e in self.entries.values() if e.lease not in (None, PUSH_LEASE)]
-        if lease_ends:
-            due = min(lease_ends) if due is None else min(due, min(lease_ends))
+            moment = now()
+            self.index.promote(moment)
+            if self.index.count(READY) >= settings.max_batch_size:
+                candidates.append(moment)
+            elif self.index.count(READY):
+                candidates.append((self.index.oldest_ready_since() or moment) + settings.max_batch_timeout)
+            candidates.append(self.index.next_delayed())
+        candidates.append(self.index.next_lease_end())
+        due = min((c for c in candidates if c is not None), default=None)
         current = await self.storage.get_alarm()
         if due is None:
             if current is not None:
@@ -343,19 +288,16 @@ class QueueActor(Actor):
         elif current != due:
             await self.storage.set_alarm(due)
 
-    async def _deliver(self, entries: list[_Entry], slot: int) -> None:
-        settings = self.settings
-        keys = [record_key(e.seq) for e in entries]
-        records = await self._get_records(keys)
+    async def _deliver(self, entries: list[Entry], records: dict[str, dict], slot: int) -> None:
         messages = [
             Message(
-                id=records[k]["id"],
-                timestamp=datetime.fromtimestamp(records[k]["ts"], tz=timezone.utc),
-                body=decode_body(records[k]["body"], records[k]["ct"]),
-                attempts=records[k]["att"],
-                correlation_id=records[k]["cid"],
+                id=record["id"],
+                timestamp=datetime.fromtimestamp(record["ts"], tz=timezone.utc),
+                body=decode_body(record["body"], record["ct"]),
+                attempts=record["att"],
+                correlation_id=record["cid"],
             )
-            for k in keys
+            for record in (records[record_key(e.seq)] for e in entries)
         ]
         batch = MessageBatch(self.name, messages)
         error = None
@@ -365,49 +307,48 @@ class QueueActor(Actor):
             error = f"{type(exc).__name__}: {exc}"
         except Exception as exc:
             error = f"{getattr(exc, 'remote_type', type(exc).__name__)}: {exc}"
-        outcomes = batch.outcomes(handler_raised=error is not None)
         self.free_slots.append(slot)
-        await self._settle(entries, outcomes, error, settings)
+        await self._settle(entries, batch.outcomes(handler_raised=error is not None), error)
 
     async def _settle(
-        self,
-        entries: list[_Entry],
-        outcomes: list[tuple[str, float | None]],
-        error: str | None,
-        settings: Any,
+        self, entries: list[Entry], outcomes: list[tuple[str, float | None]], error: str | None
     ) -> None:
-        """Apply a delivery's outcomes: acked messages go, retried ones wait or die."""
-        present = [(e, o) for e, o in zip(entries, outcomes, strict=True) if self.entries.get(e.seq) is e]
-        keys = [record_key(e.seq) for e, _ in present]
-        records = await self._get_records(keys)
+        """Apply outcomes: acked messages go; retried ones wait, or die past max_retries."""
+        settings = self.settings
+        present = [(e, o) for e, o in zip(entries, outcomes, strict=True) if self.index.get(e.seq) is e]
+        # Acked messages are only deleted: read back just the records that stay or move on.
+        records = await self._get_records(
+            [record_key(e.seq) for e, (verdict, _) in present if verdict != ACK]
+        )
         moment = now()
-        acked, retried, dead = [], {}, []
-        for (entry, (verdict, delay)), key in zip(present, keys, strict=True):
-            record = records.get(key)
-            if record is None:  # purged while it was being delivered
-                continue
-            record["lease"] = None
+        gone, retried, dead = [], {}, []
+        for entry, (verdict, delay) in present:
+            key = record_key(entry.seq)
             if verdict == ACK:
-                acked.append(key)
-            elif record["att"] > settings.max_retries:
-                dead.append((key, record))
+                gone.append(key)
+                continue
+            record = records[key]
+            record["lease"] = None
+            if record["att"] > settings.max_retries:
+                dead.append(record)
+                gone.append(key)
             else:
-                record["vis"] = entry.visible_at = moment + (settings.retry_delay if delay is None else delay)
+                record["vis"] = moment + (settings.retry_delay if delay is None else delay)
+                self.index.release(entry, record["vis"], moment)
                 retried[key] = record
-            if entry.lease not in (None, PUSH_LEASE):
-                self.leases.pop(entry.lease, None)  # type: ignore[arg-type]
-            entry.lease, entry.lease_until = None, float("inf")
         if dead:
-            await self.registry.dead_letter(self.name, [r for _, r in dead], error, moment)
-        await self._delete_records([*acked, *(k for k, _ in dead)])
+            await self.registry.dead_letter(self.name, dead, error, moment)
+        await self._delete_records(gone)
         await self._put_records(retried)
-        for key in [*acked, *(k for k, _ in dead)]:
-            self.entries.pop(int(key[len(RECORD_PREFIX) :], 16), None)
-        self.counters["acked"] += len(acked)
+        for key in gone:
+            self.index.remove(record_seq(key))
+        self.counters["acked"] += len(gone) - len(dead)
         self.counters["retried"] += len(retried)
         self.counters["dead_lettered"] += len(dead)
         await self._save_meta()
         await self._pump()
+
+    # -- storage ------------------------------------------------------------------------------
 
     async def _get_records(self, keys: list[str]) -> dict[str, dict]:
         records: dict[str, dict] = {}
@@ -426,3 +367,16 @@ class QueueActor(Actor):
 
     async def _save_meta(self) -> None:
         await self.storage.put(META_KEY, {"next_seq": self.next_seq, "paused": self.paused, **self.counters})
+
+
+def _view(record: dict[str, Any]) -> dict[str, Any]:
+    """A stored message as peek and pull return it (the body still encoded)."""
+    return {
+        "id": record["id"],
+        "body": record["body"],
+        "content_type": record["ct"],
+        "attempts": record["att"],
+        "timestamp": record["ts"],
+        "correlation_id": record["cid"],
+        "dead_letter": record["dlq"],
+    }

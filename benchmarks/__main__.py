@@ -23,16 +23,24 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "latest.json"
 def _parser() -> argparse.ArgumentParser:
     names = ", ".join([*BENCHMARKS, *(f"{g} ({'+'.join(m)})" for g, m in GROUPS.items())])
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
-    parser.add_argument("--quick", action="store_true", help="~1 s per measurement, 10k/100k actors for memory")
+    parser.add_argument(
+        "--quick", action="store_true", help="~1 s per measurement, 10k/100k actors for memory"
+    )
     parser.add_argument("--only", metavar="NAMES", help=f"comma-separated benchmarks or groups: {names}")
     parser.add_argument("--seconds", type=float, help="duration of each timed RPC measurement")
     parser.add_argument("--disk-seconds", type=float, help="duration of each disk measurement")
     parser.add_argument("--resident-actors", type=int, help="actors kept resident for memory-resident")
-    parser.add_argument("--resident-call", choices=["increment", "ping"], help="call touching each resident actor")
+    parser.add_argument(
+        "--resident-call", choices=["increment", "ping"], help="call touching each resident actor"
+    )
     parser.add_argument("--bounded-actors", type=int, help="actors touched for memory-bounded")
-    parser.add_argument("--bounded-call", choices=["increment", "ping"], help="call touching each actor there")
+    parser.add_argument(
+        "--bounded-call", choices=["increment", "ping"], help="call touching each actor there"
+    )
     parser.add_argument("--bounded-seconds", type=float, help="time limit of memory-bounded")
-    parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help=f"JSON path (default {DEFAULT_OUTPUT})")
+    parser.add_argument(
+        "--output", type=Path, default=DEFAULT_OUTPUT, help=f"JSON path (default {DEFAULT_OUTPUT})"
+    )
     return parser
 
 

@@ -73,7 +73,9 @@ def _measure_lmdb(result: BenchmarkResult, path: Path, *, seconds: float, max_op
     result.details["lmdb"] = {"single_put_commits": commits, "batched_commits": batches}
 
 
-def _commit_loop(env: lmdb.Environment, *, puts_per_commit: int, seconds: float, max_ops: int) -> tuple[int, float]:
+def _commit_loop(
+    env: lmdb.Environment, *, puts_per_commit: int, seconds: float, max_ops: int
+) -> tuple[int, float]:
     """Run write transactions of ``puts_per_commit`` puts; returns (commits, elapsed seconds)."""
     key = 0
     commits = 0

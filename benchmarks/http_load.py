@@ -45,7 +45,16 @@ class _Server:
         roost = str(Path(sys.executable).with_name("roost"))
         with open(self.log_path, "w") as log:
             self.process = subprocess.Popen(
-                [roost, "serve", "--config", str(config), "--port", "0", "--data-dir", str(directory / "data")],
+                [
+                    roost,
+                    "serve",
+                    "--config",
+                    str(config),
+                    "--port",
+                    "0",
+                    "--data-dir",
+                    str(directory / "data"),
+                ],
                 cwd=ROOT,
                 stderr=log,
             )
@@ -134,7 +143,9 @@ async def _counter_sum(port: int, names: list[str]) -> int:
     return total
 
 
-def http_increments(directory: Path, *, actors: int, connections: int, seconds: float, max_requests: int) -> BenchmarkResult:
+def http_increments(
+    directory: Path, *, actors: int, connections: int, seconds: float, max_requests: int
+) -> BenchmarkResult:
     spread = "1 actor" if actors == 1 else f"{actors:,} actors"
     result = BenchmarkResult(
         f"http-{actors}", f"HTTP durable increment, {connections} keep-alive connections, {spread}"
@@ -156,6 +167,8 @@ def http_increments(directory: Path, *, actors: int, connections: int, seconds: 
     result.add("p99", "latency p99", summary.p99_ms, "ms", p99_target)
     result.add("errors", "non-200 answers", errors, "responses", Target("<=", 0))
     result.details.update(statuses=load.statuses, requests=len(load.latencies), seconds=elapsed)
-    result.check(counted == acknowledged, f"counters sum to {counted}, but {acknowledged} increments were answered 200")
+    result.check(
+        counted == acknowledged, f"counters sum to {counted}, but {acknowledged} increments were answered 200"
+    )
     result.check(exit_code == 0, f"roost serve exited {exit_code} after SIGTERM")
     return result

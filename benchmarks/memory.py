@@ -48,16 +48,23 @@ def read_rss() -> dict[str, int]:
 # -- parent side: run a child, turn its JSON into figures ---------------------------------
 
 
-def resident_memory(data_dir: Path, *, actors: int, call: str, callers: int, timeout: float) -> BenchmarkResult:
+def resident_memory(
+    data_dir: Path, *, actors: int, call: str, callers: int, timeout: float
+) -> BenchmarkResult:
     """RSS growth per idle resident actor after touching ``actors`` actors once each."""
     result = BenchmarkResult("memory-resident", f"Memory, {actors:,} idle resident actors ({call} each)")
     report = _run_child(
-        ["resident", str(data_dir), "--actors", str(actors), "--call", call, "--callers", str(callers)], timeout
+        ["resident", str(data_dir), "--actors", str(actors), "--call", call, "--callers", str(callers)],
+        timeout,
     )
     added = report["live_after"] - report["live_before"]
     result.check(added == actors, f"{actors:,} actors touched but {added:,} more are live")
-    result.check(report["evictions"] == 0, f"{report['evictions']:,} actors evicted despite a 1 h idle_timeout")
-    per_actor = {name: (report["after"][name] - report["before"][name]) / max(added, 1) for name in _RSS_FIELDS}
+    result.check(
+        report["evictions"] == 0, f"{report['evictions']:,} actors evicted despite a 1 h idle_timeout"
+    )
+    per_actor = {
+        name: (report["after"][name] - report["before"][name]) / max(added, 1) for name in _RSS_FIELDS
+    }
     result.add(
         "bytes_per_actor",
         "VmRSS per resident actor",
@@ -112,11 +119,15 @@ def bounded_memory(
         f"{report['live_after_idle']:,} actors still live {report['idle_wait_seconds']:g} s after the last call",
     )
     # Reaching every actor within the time limit is a target; stopping short is slowness, not a fault.
-    result.add("touched", f"actors touched within {seconds:g} s", report["touched"], "actors", Target(">=", actors))
+    result.add(
+        "touched", f"actors touched within {seconds:g} s", report["touched"], "actors", Target(">=", actors)
+    )
     result.add("touch_rate", "  actors touched/s", report["touched"] / report["seconds"], "actors/s")
     result.add("max_rss", "  max VmRSS", max(rss) / 2**20, "MiB")
     result.add("final_rss", "  final VmRSS", rss[-1] / 2**20, "MiB")
-    result.add("rss_growth", "  VmRSS growth, 2nd half vs 1st", growth, "%", Target("<=", MAX_RSS_GROWTH_PERCENT))
+    result.add(
+        "rss_growth", "  VmRSS growth, 2nd half vs 1st", growth, "%", Target("<=", MAX_RSS_GROWTH_PERCENT)
+    )
     result.add("idle_rss", "  VmRSS once all were evicted", report["rss_after_idle"]["VmRSS"] / 2**20, "MiB")
     result.add("live_at_end", "  live actors at end", report["live_at_end"], "actors")
     result.add("max_live", "  max live actors", max(s["live"] for s in samples), "actors")
@@ -136,7 +147,9 @@ def _run_child(args: list[str], timeout: float) -> dict[str, Any]:
             env=env,
         )
     except subprocess.TimeoutExpired as exc:
-        raise RuntimeError(f"memory child {args[0]} did not finish within {timeout:g} s; stderr: {exc.stderr!r}") from exc
+        raise RuntimeError(
+            f"memory child {args[0]} did not finish within {timeout:g} s; stderr: {exc.stderr!r}"
+        ) from exc
     if child.returncode != 0:
         raise RuntimeError(f"memory child {args[0]} exited {child.returncode}:\n{child.stderr.strip()}")
     return json.loads(child.stdout.strip().splitlines()[-1])
@@ -232,7 +245,9 @@ async def _resident(data_dir: str, actors: int, call: str, callers: int) -> dict
     }
 
 
-async def _bounded(data_dir: str, actors: int, call: str, callers: int, idle_timeout: float, seconds: float) -> dict[str, Any]:
+async def _bounded(
+    data_dir: str, actors: int, call: str, callers: int, idle_timeout: float, seconds: float
+) -> dict[str, Any]:
     async with open_runtime(data_dir=data_dir, actors={BINDING: Counter}, idle_timeout=idle_timeout) as rt:
         namespace = rt.namespace(BINDING)
         touching = _Touching(

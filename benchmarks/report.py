@@ -92,7 +92,13 @@ def write_document(document: dict[str, Any], path: Path) -> str:
 def _format_row(cells: tuple[str, ...], widths: list[int]) -> str:
     label, value, unit, target, verdict = cells
     return "  ".join(
-        [label.ljust(widths[0]), value.rjust(widths[1]), unit.ljust(widths[2]), target.ljust(widths[3]), verdict]
+        [
+            label.ljust(widths[0]),
+            value.rjust(widths[1]),
+            unit.ljust(widths[2]),
+            target.ljust(widths[3]),
+            verdict,
+        ]
     ).rstrip()
 
 

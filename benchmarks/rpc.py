@@ -121,16 +121,27 @@ async def concurrent_increments(
     )
     result.add("p50", "  latency p50", latency.p50_ms, "ms")
     result.add("p99", "  latency p99", latency.p99_ms, "ms")
-    result.add("writes_per_commit", "  writes per commit", _ratio(commits["committed_writes"], n_commits), "writes")
-    result.add("actors_per_commit", "  actors per commit", _ratio(commits["committed_actors"], n_commits), "actors")
+    result.add(
+        "writes_per_commit", "  writes per commit", _ratio(commits["committed_writes"], n_commits), "writes"
+    )
+    result.add(
+        "actors_per_commit", "  actors per commit", _ratio(commits["committed_actors"], n_commits), "actors"
+    )
     result.add("commits_per_s", "  group commits/s", n_commits / elapsed, "commits/s")
     result.add(
         "commit_ms", "  mean commit time", _ratio(commits["commit_seconds_total"] * 1000, n_commits), "ms"
     )
     # Where the wall time went: inside group commits, or running (and waiting to run) calls.
-    result.add("commit_share", "  wall time in group commits", commits["commit_seconds_total"] / elapsed * 100, "%")
+    result.add(
+        "commit_share", "  wall time in group commits", commits["commit_seconds_total"] / elapsed * 100, "%"
+    )
     result.details.update(
-        callers=callers, actors=actors, calls=len(durations), seconds=elapsed, max_ms=latency.max_ms, statistics=commits
+        callers=callers,
+        actors=actors,
+        calls=len(durations),
+        seconds=elapsed,
+        max_ms=latency.max_ms,
+        statistics=commits,
     )
     await _check_reopened(result, data_dir, dict(zip(names, acknowledged)))
     return result
@@ -155,9 +166,7 @@ async def sequential_pings(data_dir: Path, *, seconds: float, max_calls: int) ->
         elapsed = time.perf_counter() - started
         statistics = rt.statistics()
     result.check(statistics["commits"] == 0, f"pings caused {statistics['commits']} commits")
-    result.add(
-        "calls_per_s", "calls/s", calls / elapsed, "calls/s", Target(">=", MIN_PINGS_PER_SECOND)
-    )
+    result.add("calls_per_s", "calls/s", calls / elapsed, "calls/s", Target(">=", MIN_PINGS_PER_SECOND))
     result.add("us_per_call", "  mean time per call", elapsed / calls * 1e6, "µs")
     result.details.update(calls=calls, seconds=elapsed)
     return result
@@ -182,7 +191,15 @@ def _check_healthy(result: BenchmarkResult, commits: dict[str, Any]) -> None:
     result.check(commits["resets"] == 0, f"{commits['resets']} actors were reset")
 
 
-_COUNTERS = ("commits", "committed_writes", "committed_actors", "commit_seconds_total", "failed_commits", "resets", "events")
+_COUNTERS = (
+    "commits",
+    "committed_writes",
+    "committed_actors",
+    "commit_seconds_total",
+    "failed_commits",
+    "resets",
+    "events",
+)
 
 
 def _delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import trio
 
-from . import alarms, disk, http_load, memory, rpc
+from . import alarms, disk, http_load, memory, queues, rpc
 from .figures import BenchmarkResult
 from .scratch import scratch_dir
 
@@ -42,6 +42,8 @@ class Settings:
     http_seconds: float = 10.0
     http_connections: int = 64
     alarm_actors: int = 10_000
+    queue_messages: int = 100_000
+    queue_failing: int = 10_000
 
     @classmethod
     def quick(cls) -> Settings:
@@ -53,6 +55,8 @@ class Settings:
             bounded_seconds=30.0,
             http_seconds=2.0,
             alarm_actors=2_000,
+            queue_messages=10_000,
+            queue_failing=2_000,
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -74,7 +78,12 @@ def _disk(settings: Settings, directory: Path) -> BenchmarkResult:
 
 def _sequential(settings: Settings, directory: Path) -> BenchmarkResult:
     return trio.run(
-        partial(rpc.sequential_increments, directory / "data", seconds=settings.seconds, max_calls=settings.max_calls)
+        partial(
+            rpc.sequential_increments,
+            directory / "data",
+            seconds=settings.seconds,
+            max_calls=settings.max_calls,
+        )
     )
 
 
@@ -93,7 +102,9 @@ def _concurrent(settings: Settings, directory: Path) -> BenchmarkResult:
 
 def _ping(settings: Settings, directory: Path) -> BenchmarkResult:
     return trio.run(
-        partial(rpc.sequential_pings, directory / "data", seconds=settings.seconds, max_calls=settings.max_calls)
+        partial(
+            rpc.sequential_pings, directory / "data", seconds=settings.seconds, max_calls=settings.max_calls
+        )
     )
 
 
@@ -131,6 +142,17 @@ def _http(actors: int) -> Callable[[Settings, Path], BenchmarkResult]:
     return run
 
 
+def _queues(settings: Settings, directory: Path) -> BenchmarkResult:
+    return trio.run(
+        partial(
+            queues.queue_throughput,
+            directory,
+            messages=settings.queue_messages,
+            failing=settings.queue_failing,
+        )
+    )
+
+
 def _alarms(settings: Settings, directory: Path) -> BenchmarkResult:
     return trio.run(partial(alarms.alarm_lateness, directory / "data", actors=settings.alarm_actors))
 
@@ -139,14 +161,27 @@ BENCHMARKS: dict[str, Benchmark] = {
     b.name: b
     for b in (
         Benchmark("disk", "Disk limits", _disk, lambda s: 60 + 4 * s.disk_seconds),
-        Benchmark("increment-sequential", "Durable increment, sequential", _sequential, lambda s: 120 + 2 * s.seconds),
-        Benchmark("increment-concurrent", "Durable increment, concurrent", _concurrent, lambda s: 120 + 2 * s.seconds),
+        Benchmark(
+            "increment-sequential",
+            "Durable increment, sequential",
+            _sequential,
+            lambda s: 120 + 2 * s.seconds,
+        ),
+        Benchmark(
+            "increment-concurrent",
+            "Durable increment, concurrent",
+            _concurrent,
+            lambda s: 120 + 2 * s.seconds,
+        ),
         Benchmark("ping", "RPC without writes", _ping, lambda s: 120 + 2 * s.seconds),
         Benchmark("memory-resident", "Memory per resident actor", _resident, lambda s: 660.0),
         Benchmark("memory-bounded", "Memory under eviction", _bounded, lambda s: s.bounded_seconds + 180),
         Benchmark("http-1", "HTTP increments, one actor", _http(1), lambda s: 120 + 2 * s.http_seconds),
-        Benchmark("http-1000", "HTTP increments, 1,000 actors", _http(1000), lambda s: 120 + 2 * s.http_seconds),
+        Benchmark(
+            "http-1000", "HTTP increments, 1,000 actors", _http(1000), lambda s: 120 + 2 * s.http_seconds
+        ),
         Benchmark("alarms", "Alarm lateness", _alarms, lambda s: 300.0),
+        Benchmark("queues", "Durable queues", _queues, lambda s: 900.0),
     )
 }
 

@@ -1,0 +1,126 @@
+"""Durable queues end to end on the real clock.
+
+1. Enqueue alone: 100,000 messages as ``send_batch`` of 100 into a paused queue.
+2. End to end: the same while one consumer (batches of 100) acks them; messages/s from the
+   first send to the last ack.
+3. 10,000 messages of which every one fails once (retried on its first delivery).
+
+Each run checks that every message was delivered and acked, and nothing is left behind.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import trio
+
+from actors import MessageBatch
+from runtime import Actor, open_runtime
+
+from .figures import BenchmarkResult, Target
+
+BATCH = 100
+END_TO_END_TARGET = 50_000.0
+
+
+class BenchConsumer(Actor):
+    """Acks every message, or retries those on their first attempt when told to."""
+
+    received = 0
+    fail_first_attempt = False
+    done = trio.Event()
+    expected = 0
+
+    async def queue(self, batch: MessageBatch) -> None:
+        cls = type(self)
+        for message in batch.messages:
+            if cls.fail_first_attempt and message.attempts == 1:
+                message.retry(delay_seconds=0)
+            else:
+                message.ack()
+                cls.received += 1
+        if cls.received >= cls.expected:
+            cls.done.set()
+
+
+def _queues() -> list[dict]:
+    return [
+        {
+            "queue": "bench",
+            "consumer": BenchConsumer,
+            "max_batch_size": BATCH,
+            "max_batch_timeout": 0.05,
+            "max_retries": 3,
+            "retry_delay": 0,
+        }
+    ]
+
+
+async def _send_all(rt, messages: int, producers: int) -> None:
+    queue = rt.queue("bench")
+    batches = messages // BATCH
+
+    async def producer(index: int) -> None:
+        for b in range(index, batches, producers):
+            await queue.send_batch([{"body": {"n": b * BATCH + i}} for i in range(BATCH)])
+
+    async with trio.open_nursery() as nursery:
+        for index in range(producers):
+            nursery.start_soon(producer, index)
+
+
+async def queue_throughput(
+    directory: Path,
+    *,
+    messages: int = 100_000,
+    failing: int = 10_000,
+    producers: int = 4,
+    timeout: float = 600,
+) -> BenchmarkResult:
+    result = BenchmarkResult("queues", "Durable queues, batches of 100")
+    async with open_runtime(data_dir=str(directory / "enqueue"), queues=_queues()) as rt:
+        await rt.queue("bench").pause()
+        started = time.perf_counter()
+        await _send_all(rt, messages, producers)
+        enqueue_seconds = time.perf_counter() - started
+        backlog = (await rt.queue("bench").metrics())["backlog"]
+        result.check(backlog == messages, f"enqueue alone: backlog {backlog}, expected {messages}")
+    result.add(
+        "enqueue", "enqueue alone (send_batch of 100, paused queue)", messages / enqueue_seconds, "msg/s"
+    )
+
+    for name, count, fail in (("end_to_end", messages, False), ("fail_once", failing, True)):
+        BenchConsumer.received, BenchConsumer.expected = 0, count
+        BenchConsumer.fail_first_attempt, BenchConsumer.done = fail, trio.Event()
+        async with open_runtime(data_dir=str(directory / name), queues=_queues()) as rt:
+            started = time.perf_counter()
+            with trio.move_on_after(timeout):
+                await _send_all(rt, count, producers)
+                await BenchConsumer.done.wait()
+            elapsed = time.perf_counter() - started
+            await trio.sleep(0.2)  # let the last acks commit
+            metrics = await rt.queue("bench").metrics()
+        result.check(BenchConsumer.received == count, f"{name}: {BenchConsumer.received} of {count} acked")
+        result.check(metrics["backlog"] == 0, f"{name}: {metrics['backlog']} messages left in the queue")
+        if fail:
+            result.check(
+                metrics["retried"] == count, f"{name}: {metrics['retried']} retries, expected {count}"
+            )
+            result.add(
+                name,
+                f"{count:,} messages, each failing once: first send to last ack",
+                count / elapsed,
+                "msg/s",
+            )
+        else:
+            target = Target(">=", END_TO_END_TARGET)
+            result.add(
+                name,
+                f"{count:,} messages end to end: first send to last ack",
+                count / elapsed,
+                "msg/s",
+                target,
+            )
+        result.details[name] = {"seconds": elapsed, **metrics}
+    return result
