@@ -82,6 +82,8 @@ class QueueActor(Actor):
 
         The caller's result is released only once they are durable (the output gate)."""
         moment = now()
+        # This event runs in the sender's task, so its correlation id is the sender's.
+        sender_correlation_id = self.ctx.correlation_id
         records = {}
         for item in items:
             seq = self.next_seq
@@ -94,7 +96,7 @@ class QueueActor(Actor):
                 "ts": item["ts"],
                 "att": 0,
                 "vis": visible_at,
-                "cid": item.get("cid"),
+                "cid": item.get("cid") or sender_correlation_id,
                 "dlq": item.get("dlq"),
                 "lease": None,
             }

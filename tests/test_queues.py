@@ -443,3 +443,33 @@ async def test_pull_ack_and_redrive_routes(data_dir, autojump_clock):
             ]:
                 response = await http.post(path, json=body)
                 assert response.status_code == status, (path, response.text)
+
+
+async def test_messages_carry_the_senders_correlation_id(data_dir, autojump_clock):
+    seen = []
+
+    class Tracing(Actor):
+        async def queue(self, batch: MessageBatch) -> None:
+            seen.extend(m.correlation_id for m in batch.messages)
+            raise RuntimeError("to the dead-letter queue")
+
+    queues = [
+        {
+            "queue": "traced",
+            "consumer": Tracing,
+            "max_batch_size": 1,
+            "max_retries": 0,
+            "dead_letter_queue": "dlq",
+        },
+        {"queue": "parking"},
+    ]
+    async with open_runtime(data_dir=data_dir, queues=queues) as rt:
+        transport = httpx.ASGITransport(app=rt.asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://roost.test") as http:
+            await http.post("/queues/traced/messages", json={"body": 1}, headers={"x-request-id": "order-42"})
+        await rt.queue("traced").send(2)  # outside any request or event: no correlation id
+        await trio.sleep(10)
+        assert sorted(seen, key=str) == [None, "order-42"]
+        assert {m["correlation_id"] for m in await rt.queue("dlq").peek()} == {None, "order-42"}
+        assert await rt.queue("dlq").redrive(to="parking") == 2
+        assert {m["correlation_id"] for m in await rt.queue("parking").peek()} == {None, "order-42"}
