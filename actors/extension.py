@@ -5,17 +5,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime import Request, Response
+
 from . import queue_routes
-from .names import QUEUES_BINDING, REGISTRY_BINDING, consumer_binding
+from .idempotency import IdempotencyActor
+from .job_status import JobStatusActor, get_job_status
+from .names import IDEMPOTENCY_BINDING, JOBS_BINDING, QUEUES_BINDING, REGISTRY_BINDING, consumer_binding
 from .queue import Queue, QueueRegistry
 from .queue_actor import QueueActor
+
+# Built-in actors that the helpers reach through ``env`` under their reserved names.
+_HELPER_ACTORS: dict[str, type] = {JOBS_BINDING: JobStatusActor, IDEMPOTENCY_BINDING: IdempotencyActor}
 
 
 class _Builtins:
     name = "roost-builtins"
 
     def namespaces(self, config: Any) -> dict[str, type]:
-        hosted: dict[str, type] = {QUEUES_BINDING: QueueActor}
+        hosted: dict[str, type] = {QUEUES_BINDING: QueueActor, **_HELPER_ACTORS}
         for name, settings in config.queues.items():
             if settings.consumer is not None:
                 hosted[consumer_binding(name)] = settings.consumer
@@ -24,13 +31,21 @@ class _Builtins:
     def bindings(self, rt: Any) -> dict[str, Any]:
         registry = QueueRegistry(rt, rt.config.queues)
         producers = {s.binding: registry.queue(name) for name, s in rt.config.queues.items() if s.binding}
-        return {REGISTRY_BINDING: registry, **producers}
+        helpers = {binding: rt.namespace(binding) for binding in _HELPER_ACTORS}
+        return {REGISTRY_BINDING: registry, **helpers, **producers}
 
     def routes(self) -> list[tuple[list[str], str, Any]]:
-        return queue_routes.routes()
+        return [*queue_routes.routes(), (["GET"], "/jobs/<job_id>/status", _job_status)]
 
     def queue(self, rt: Any, name: str) -> Queue:
         return rt.env[REGISTRY_BINDING].queue(name)
+
+
+async def _job_status(rt: Any, request: Request, job_id: str) -> Response:
+    status = await get_job_status(rt.env, job_id)
+    if status is None:
+        return Response({"error": "Job not found", "type": "NotFound"}, 404)
+    return Response(status)
 
 
 builtins = _Builtins()

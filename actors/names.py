@@ -2,6 +2,8 @@
 
 QUEUES_BINDING = "__QUEUES"
 REGISTRY_BINDING = "__ROOST_QUEUES"
+JOBS_BINDING = "__JOBS"
+IDEMPOTENCY_BINDING = "__IDEMPOTENCY"
 
 
 def consumer_binding(queue: str) -> str:

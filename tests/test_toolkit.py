@@ -1,0 +1,336 @@
+"""The async-processing toolkit: backoff, webhook signatures, job status, idempotency."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import random
+
+import httpx
+import pytest
+import trio
+
+import runtime
+from actors import (
+    IdempotencyKeyReuseError,
+    IdempotentResult,
+    PermanentError,
+    execute_idempotent,
+    get_job_status,
+    is_permanent_failure,
+    update_job_status,
+    verify_stripe_signature,
+    with_backoff,
+)
+from actors.backoff import backoff_delay
+from runtime import Actor, open_runtime
+from runtime.testing import run_in_actor
+
+# -- backoff ---------------------------------------------------------------------------------
+
+
+class HttpFailure(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status_code = status
+
+
+class Response:
+    def __init__(self, status: int) -> None:
+        self.status_code = status
+
+
+class ClientError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"HTTP {status}")
+        self.response = Response(status)
+
+
+@pytest.mark.parametrize(
+    ("error", "permanent"),
+    [
+        (PermanentError("no"), True),
+        (HttpFailure(400), True),
+        (HttpFailure(404), True),
+        (HttpFailure(408), False),
+        (HttpFailure(429), False),
+        (HttpFailure(500), False),
+        (HttpFailure(503), False),
+        (ClientError(422), True),
+        (ClientError(429), False),
+        (ValueError("plain"), False),
+    ],
+)
+def test_is_permanent_failure(error, permanent):
+    assert is_permanent_failure(error) is permanent
+
+
+async def test_backoff_retries_with_capped_exponential_delays(autojump_clock):
+    attempts = []
+
+    async def flaky():
+        attempts.append(trio.current_time())
+        if len(attempts) < 5:
+            raise HttpFailure(503)
+        return "ok"
+
+    assert await with_backoff(flaky, max_retries=5, base_delay=1, max_delay=4, jitter=False) == "ok"
+    gaps = [round(b - a, 6) for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert gaps == [1, 2, 4, 4]
+
+
+async def test_backoff_gives_up_after_max_retries_with_the_last_error(autojump_clock):
+    calls = []
+
+    async def always():
+        calls.append(1)
+        raise HttpFailure(500 + len(calls))
+
+    with pytest.raises(HttpFailure, match="HTTP 504"):
+        await with_backoff(always, max_retries=3, base_delay=0.5, jitter=True)
+    assert len(calls) == 4
+
+
+async def test_backoff_does_not_retry_permanent_errors(autojump_clock):
+    calls = []
+
+    async def rejected():
+        calls.append(1)
+        raise HttpFailure(402)
+
+    with pytest.raises(HttpFailure):
+        await with_backoff(rejected, max_retries=5)
+    assert calls == [1]
+
+    async def custom():
+        calls.append(2)
+        raise KeyError("stop")
+
+    with pytest.raises(KeyError):
+        await with_backoff(custom, is_permanent=lambda e: isinstance(e, KeyError))
+    assert calls == [1, 2]
+
+
+def test_full_jitter_stays_under_the_capped_delay():
+    rng = random.Random(1)
+    delays = [
+        backoff_delay(i, base_delay=1, max_delay=10, jitter=True, rng=rng)
+        for i in range(8)
+        for _ in range(50)
+    ]
+    assert all(0 <= d <= 10 for d in delays)
+    assert max(backoff_delay(2, base_delay=1, max_delay=10, jitter=True, rng=rng) for _ in range(200)) <= 4
+    assert len({round(d, 6) for d in delays}) > 100
+
+
+# -- webhook signatures ----------------------------------------------------------------------
+
+SECRET = "whsec_test"
+PAYLOAD = b'{"id": "evt_1", "type": "payment_intent.succeeded"}'
+
+
+def sign(payload: bytes, timestamp: int, secret: str = SECRET) -> str:
+    return hmac.new(secret.encode(), f"{timestamp}.".encode() + payload, hashlib.sha256).hexdigest()
+
+
+def test_a_valid_signature_verifies():
+    t = 1_700_000_000
+    assert verify_stripe_signature(PAYLOAD, f"t={t},v1={sign(PAYLOAD, t)}", SECRET, now=t + 10)
+
+
+def test_any_of_several_v1_signatures_verifies():
+    t = 1_700_000_000
+    header = f"t={t},v1={sign(PAYLOAD, t, 'old_secret')},v1={sign(PAYLOAD, t)},v0=ignored"
+    assert verify_stripe_signature(PAYLOAD, header, SECRET, now=t)
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        "",
+        "garbage",
+        "t=abc,v1=00",
+        "v1=" + "0" * 64,
+        "t=1700000000",
+        "t=1700000000,v1=" + "0" * 64,
+    ],
+)
+def test_malformed_or_wrong_signatures_do_not_verify(header):
+    assert verify_stripe_signature(PAYLOAD, header, SECRET, now=1_700_000_000) is False
+
+
+def test_tampered_payload_wrong_secret_and_expired_timestamp_do_not_verify():
+    t = 1_700_000_000
+    header = f"t={t},v1={sign(PAYLOAD, t)}"
+    assert not verify_stripe_signature(PAYLOAD + b" ", header, SECRET, now=t)
+    assert not verify_stripe_signature(PAYLOAD, header, "whsec_other", now=t)
+    assert not verify_stripe_signature(PAYLOAD, header, SECRET, now=t + 301)
+    assert verify_stripe_signature(PAYLOAD, header, SECRET, now=t + 299)
+    assert not verify_stripe_signature(PAYLOAD, header, SECRET, now=t + 20, tolerance=10)
+    assert not verify_stripe_signature(PAYLOAD, None, SECRET, now=t)  # type: ignore[arg-type]
+
+
+async def test_signature_time_defaults_to_the_runtime_clock(autojump_clock):
+    t = int(runtime.now())
+    header = f"t={t},v1={sign(PAYLOAD, t)}"
+    assert verify_stripe_signature(PAYLOAD, header, SECRET)
+    await trio.sleep(400)
+    assert not verify_stripe_signature(PAYLOAD, header, SECRET)
+
+
+# -- job status ------------------------------------------------------------------------------
+
+
+async def test_job_status_lifecycle_and_expiry(data_dir, autojump_clock):
+    async with open_runtime(data_dir=data_dir) as rt:
+        assert await get_job_status(rt.env, "job-1") is None
+        created = await update_job_status(rt.env, "job-1", status="pending", ttl_seconds=100)
+        await trio.sleep(10)
+        await update_job_status(rt.env, "job-1", status="processing", progress=40, ttl_seconds=100)
+        record = await get_job_status(rt.env, "job-1")
+        assert record["status"] == "processing" and record["progress"] == 40
+        assert record["created_at"] == created["created_at"]
+        assert record["updated_at"] == pytest.approx(created["created_at"] + 10)
+        await update_job_status(rt.env, "job-1", status="completed", progress=100, result={"ok": True})
+        assert (await get_job_status(rt.env, "job-1"))["result"] == {"ok": True}
+        await update_job_status(rt.env, "job-2", status="failed", error="card declined", ttl_seconds=50)
+        await trio.sleep(51)
+        assert await get_job_status(rt.env, "job-2") is None
+        assert (await get_job_status(rt.env, "job-1"))["status"] == "completed"
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [{"status": "done"}, {"progress": 101}, {"progress": -1}, {"progress": "50"}, {"colour": "red"}],
+)
+async def test_bad_job_status_changes_nothing(data_dir, autojump_clock, fields):
+    async with open_runtime(data_dir=data_dir) as rt:
+        await update_job_status(rt.env, "j", status="pending", progress=0)
+        with pytest.raises(ValueError):
+            await update_job_status(rt.env, "j", **fields)
+        record = await get_job_status(rt.env, "j")
+        assert record["status"] == "pending" and record["progress"] == 0
+
+
+async def test_job_status_route(data_dir, autojump_clock):
+    async with open_runtime(data_dir=data_dir) as rt:
+        await update_job_status(rt.env, "order-7", status="processing", progress=10)
+        transport = httpx.ASGITransport(app=rt.asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://roost.test") as http:
+            found = await http.get("/jobs/order-7/status")
+            assert found.status_code == 200 and found.json()["progress"] == 10
+            missing = await http.get("/jobs/nope/status")
+            assert missing.status_code == 404 and missing.json()["error"] == "Job not found"
+
+
+# -- idempotency -----------------------------------------------------------------------------
+
+
+async def test_concurrent_callers_run_the_operation_once(data_dir, autojump_clock):
+    runs = []
+
+    async def charge():
+        runs.append(1)
+        await trio.sleep(2)  # the payment provider takes a while
+        return {"charge": "ch_1"}
+
+    async with open_runtime(data_dir=data_dir) as rt:
+        results: list[IdempotentResult] = []
+
+        async def caller():
+            results.append(await execute_idempotent(rt.env, "order-1", charge))
+
+        async with trio.open_nursery() as nursery:
+            for _ in range(100):
+                nursery.start_soon(caller)
+        assert runs == [1]
+        assert all(r.result == {"charge": "ch_1"} for r in results)
+        assert sorted(r.cached for r in results) == [False] + [True] * 99
+        again = await execute_idempotent(rt.env, "order-1", charge)
+        assert again == IdempotentResult({"charge": "ch_1"}, cached=True) and runs == [1]
+
+
+async def test_a_failed_operation_clears_the_key_for_a_retry(data_dir, autojump_clock):
+    attempts = []
+
+    async def flaky():
+        attempts.append(1)
+        if len(attempts) == 1:
+            raise ConnectionError("provider down")
+        return "paid"
+
+    async with open_runtime(data_dir=data_dir) as rt:
+        with pytest.raises(ConnectionError):
+            await execute_idempotent(rt.env, "k", flaky)
+        assert await execute_idempotent(rt.env, "k", flaky) == IdempotentResult("paid", cached=False)
+        assert len(attempts) == 2
+
+
+async def test_a_vanished_runner_loses_the_key_when_its_lease_ends(data_dir, autojump_clock):
+    runs = []
+
+    async def hangs():
+        runs.append("first")
+        await trio.sleep_forever()
+
+    async def works():
+        runs.append("second")
+        return "done"
+
+    async with open_runtime(data_dir=data_dir) as rt:
+        with trio.move_on_after(5):
+            await execute_idempotent(rt.env, "k", hangs, lease_seconds=30)
+        # The cancelled runner gave the key back at once.
+        assert await execute_idempotent(rt.env, "k", works, lease_seconds=30) == IdempotentResult(
+            "done", False
+        )
+
+        async def claim_and_vanish(actor):
+            return await actor.claim(None, 30)
+
+        stub = rt.env["__IDEMPOTENCY"].get_by_name("crashed")
+        await run_in_actor(stub, claim_and_vanish)  # a runner that died without a word
+        started = runtime.now()
+        assert (await execute_idempotent(rt.env, "crashed", works)).cached is False
+        assert runtime.now() - started == pytest.approx(30, abs=0.1)
+        assert runs == ["first", "second", "second"]
+
+
+async def test_records_expire_after_their_ttl(data_dir, autojump_clock):
+    runs = []
+
+    async def operation():
+        runs.append(1)
+        return len(runs)
+
+    async with open_runtime(data_dir=data_dir) as rt:
+        assert (await execute_idempotent(rt.env, "k", operation, ttl_seconds=60)).result == 1
+        await trio.sleep(30)
+        assert await execute_idempotent(rt.env, "k", operation, ttl_seconds=60) == IdempotentResult(1, True)
+        await trio.sleep(31)
+        assert await execute_idempotent(rt.env, "k", operation, ttl_seconds=60) == IdempotentResult(2, False)
+
+
+async def test_a_reused_key_with_another_fingerprint_is_refused(data_dir, autojump_clock):
+    class Payments(Actor):
+        async def pay(self, key: str, fingerprint: str) -> str:
+            async def charge():
+                return f"charged {fingerprint}"
+
+            return (await execute_idempotent(self.env, key, charge, fingerprint=fingerprint)).result
+
+    async with open_runtime(data_dir=data_dir, actors={"PAYMENTS": Payments}) as rt:
+
+        async def charge():
+            return "ok"
+
+        await execute_idempotent(rt.env, "k", charge, fingerprint="sha256:aaa")
+        with pytest.raises(IdempotencyKeyReuseError):
+            await execute_idempotent(rt.env, "k", charge, fingerprint="sha256:bbb")
+        transport = httpx.ASGITransport(app=rt.asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://roost.test") as http:
+            first = await http.post("/rpc/PAYMENTS/p/pay", json={"args": ["order-9", "a"]})
+            assert first.json() == {"result": "charged a"}
+            reused = await http.post("/rpc/PAYMENTS/p/pay", json={"args": ["order-9", "b"]})
+            assert reused.status_code == 422
+            assert reused.json()["type"] == "IdempotencyKeyReuseError"
