@@ -1,15 +1,18 @@
 """Built-in actors and helpers for reliable async processing, built on ``runtime``'s public API."""
 
 from .backoff import PermanentError, is_permanent_failure, with_backoff
+from .batches import BatchResult, enqueue_batch, process_batch
 from .errors import QueueLimitError, QueueNotFoundError
 from .idempotency import IdempotencyActor, IdempotencyKeyReuseError, IdempotentResult, execute_idempotent
 from .job_status import JobStatusActor, get_job_status, update_job_status
 from .message import Message, MessageBatch, PulledMessage
 from .queue import Queue
 from .queue_actor import QueueActor
+from .scheduler import SchedulerActor, cancel_job, list_jobs, schedule_job
 from .webhooks import verify_stripe_signature
 
 __all__ = [
+    "BatchResult",
     "IdempotencyActor",
     "IdempotencyKeyReuseError",
     "IdempotentResult",
@@ -22,9 +25,15 @@ __all__ = [
     "QueueActor",
     "QueueLimitError",
     "QueueNotFoundError",
+    "SchedulerActor",
+    "cancel_job",
+    "enqueue_batch",
     "execute_idempotent",
     "get_job_status",
     "is_permanent_failure",
+    "list_jobs",
+    "process_batch",
+    "schedule_job",
     "update_job_status",
     "verify_stripe_signature",
     "with_backoff",

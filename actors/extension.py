@@ -10,12 +10,24 @@ from runtime import Request, Response
 from . import queue_routes
 from .idempotency import IdempotencyActor
 from .job_status import JobStatusActor, get_job_status
-from .names import IDEMPOTENCY_BINDING, JOBS_BINDING, QUEUES_BINDING, REGISTRY_BINDING, consumer_binding
+from .names import (
+    IDEMPOTENCY_BINDING,
+    JOBS_BINDING,
+    QUEUES_BINDING,
+    REGISTRY_BINDING,
+    SCHEDULER_BINDING,
+    consumer_binding,
+)
 from .queue import Queue, QueueRegistry
 from .queue_actor import QueueActor
+from .scheduler import SchedulerActor
 
 # Built-in actors that the helpers reach through ``env`` under their reserved names.
-_HELPER_ACTORS: dict[str, type] = {JOBS_BINDING: JobStatusActor, IDEMPOTENCY_BINDING: IdempotencyActor}
+_HELPER_ACTORS: dict[str, type] = {
+    JOBS_BINDING: JobStatusActor,
+    IDEMPOTENCY_BINDING: IdempotencyActor,
+    SCHEDULER_BINDING: SchedulerActor,
+}
 
 
 class _Builtins:

@@ -30,6 +30,31 @@ class JobStatusActor(Actor):
         await self.storage.set_alarm(moment + ttl_seconds)
         return record
 
+    async def start_batch(self, total: int) -> None:
+        """This job is a batch of ``total`` items (see ``actors.batches``)."""
+        record = await self.storage.get(RECORD_KEY)
+        record.update(total=total, succeeded=0, failures=0)
+        await self.storage.put(RECORD_KEY, record)
+
+    async def count_batch(self, attempted: int, failed: int) -> dict[str, Any]:
+        """Add one message's counts to the batch: progress is the share of items that
+        succeeded (a failed item retried later counts once it succeeds), and the status is
+        ``completed`` once all have."""
+        record = await self.storage.get(RECORD_KEY) or {
+            "job_id": self.id.name,
+            "created_at": now(),
+            "total": 0,
+        }
+        record["succeeded"] = record.get("succeeded", 0) + attempted - failed
+        record["failures"] = record.get("failures", 0) + failed
+        total = record.get("total") or record["succeeded"] or 1
+        record["progress"] = min(100, record["succeeded"] * 100 / total)
+        record["status"] = "completed" if record["succeeded"] >= total else "processing"
+        record["updated_at"] = now()
+        await self.storage.put(RECORD_KEY, record)
+        await self.storage.set_alarm(record["updated_at"] + DEFAULT_TTL_SECONDS)
+        return record
+
     async def status(self) -> dict[str, Any] | None:
         return await self.storage.get(RECORD_KEY)
 

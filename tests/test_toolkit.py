@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import random
+from datetime import datetime
 
 import httpx
 import pytest
@@ -12,12 +13,20 @@ import trio
 
 import runtime
 from actors import (
+    BatchResult,
     IdempotencyKeyReuseError,
     IdempotentResult,
     PermanentError,
+    QueueLimitError,
+    QueueNotFoundError,
+    cancel_job,
+    enqueue_batch,
     execute_idempotent,
     get_job_status,
     is_permanent_failure,
+    list_jobs,
+    process_batch,
+    schedule_job,
     update_job_status,
     verify_stripe_signature,
     with_backoff,
@@ -334,3 +343,102 @@ async def test_a_reused_key_with_another_fingerprint_is_refused(data_dir, autoju
             reused = await http.post("/rpc/PAYMENTS/p/pay", json={"args": ["order-9", "b"]})
             assert reused.status_code == 422
             assert reused.json()["type"] == "IdempotencyKeyReuseError"
+
+
+# -- scheduled jobs --------------------------------------------------------------------------
+
+RECEIVED: list[tuple[float, object]] = []
+
+
+class Recorder(Actor):
+    async def queue(self, batch):
+        RECEIVED.extend((runtime.now(), m.body) for m in batch.messages)
+
+
+def recorder_queues():
+    return [{"queue": "reminders", "consumer": Recorder, "max_batch_size": 1}]
+
+
+async def test_scheduled_jobs_run_when_due_and_only_then(data_dir, autojump_clock):
+    RECEIVED.clear()
+    async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
+        start = runtime.now()
+        later = await schedule_job(rt.env, {"remind": "later"}, start + 100, queue="reminders")
+        sooner = await schedule_job(rt.env, {"remind": "sooner"}, start + 10, queue="reminders")
+        cancelled = await schedule_job(rt.env, {"remind": "never"}, start + 50, queue="reminders")
+        assert [j["id"] for j in await list_jobs(rt.env)] == [sooner, cancelled, later]
+        assert await cancel_job(rt.env, cancelled) is True
+        assert await cancel_job(rt.env, cancelled) is False
+        await trio.sleep(9)
+        assert RECEIVED == []
+        await trio.sleep(2)
+        assert [body for _, body in RECEIVED] == [{"remind": "sooner"}]
+        await trio.sleep(100)
+        assert [body for _, body in RECEIVED] == [{"remind": "sooner"}, {"remind": "later"}]
+        assert RECEIVED[0][0] == pytest.approx(start + 10, abs=0.1)
+        assert RECEIVED[1][0] == pytest.approx(start + 100, abs=0.1)
+        assert await list_jobs(rt.env) == []
+
+
+async def test_scheduled_jobs_survive_a_restart(data_dir, autojump_clock):
+    RECEIVED.clear()
+    async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
+        await schedule_job(rt.env, {"n": 1}, runtime.now() + 60, queue="reminders")
+        await schedule_job(rt.env, {"n": 2}, runtime.now() + 3600, queue="reminders")
+    await trio.sleep(120)  # down while the first came due
+    async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
+        await trio.sleep(1)
+        assert [body for _, body in RECEIVED] == [{"n": 1}]
+        await trio.sleep(3600)
+        assert [body for _, body in RECEIVED] == [{"n": 1}, {"n": 2}]
+
+
+async def test_schedule_job_refuses_bad_input(data_dir, autojump_clock):
+    async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
+        with pytest.raises(QueueNotFoundError):
+            await schedule_job(rt.env, {}, runtime.now(), queue="nowhere")
+        with pytest.raises(QueueLimitError):
+            await schedule_job(rt.env, {"blob": "x" * 200_000}, runtime.now(), queue="reminders")
+        with pytest.raises(ValueError):
+            await schedule_job(rt.env, {}, datetime(2030, 1, 1), queue="reminders")
+        with pytest.raises(ValueError):
+            await cancel_job(rt.env, "not-an-id")
+        assert await list_jobs(rt.env) == []
+
+
+# -- batches ---------------------------------------------------------------------------------
+
+
+async def test_enqueue_and_process_batches_with_progress(data_dir, autojump_clock):
+    seen: list[int] = []
+    results: list[BatchResult] = []
+    bad = {7, 23}
+
+    class Worker(Actor):
+        async def queue(self, batch):
+            for message in batch.messages:
+
+                async def handle(item):
+                    seen.append(item)
+                    if item in bad:
+                        raise ValueError(f"bad item {item}")
+
+                result = await process_batch(message.body, handle, env=self.env)
+                results.append(result)
+                if result.failed:
+                    bad.difference_update(result.failed_items)  # their next attempt succeeds
+                    await self.env.WORK.send({**message.body, "items": result.failed_items})
+
+    queues = [
+        {"queue": "work", "binding": "WORK", "consumer": Worker, "max_batch_size": 10, "max_batch_timeout": 1}
+    ]
+    async with open_runtime(data_dir=data_dir, queues=queues) as rt:
+        batch_id = await enqueue_batch(list(range(30)), rt.env.WORK, batch_size=10, env=rt.env)
+        assert (await get_job_status(rt.env, batch_id))["status"] == "pending"
+        await trio.sleep(10)
+        assert sorted(seen) == sorted([*range(30), 7, 23])  # only the failed items ran again
+        assert sum(r.failed for r in results) == 2
+        assert sorted(item for r in results for item in r.failed_items) == [7, 23]
+        status = await get_job_status(rt.env, batch_id)
+        assert status["status"] == "completed" and status["progress"] == 100
+        assert (status["succeeded"], status["failures"], status["total"]) == (30, 2, 30)
