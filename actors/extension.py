@@ -7,7 +7,7 @@ from typing import Any
 
 from runtime import Request, Response
 
-from . import queue_routes
+from . import queue_routes, webhook_routes
 from .idempotency import IdempotencyActor
 from .job_status import JobStatusActor, get_job_status
 from .names import (
@@ -47,7 +47,11 @@ class _Builtins:
         return {REGISTRY_BINDING: registry, **helpers, **producers}
 
     def routes(self) -> list[tuple[list[str], str, Any]]:
-        return [*queue_routes.routes(), (["GET"], "/jobs/<job_id>/status", _job_status)]
+        return [
+            *queue_routes.routes(),
+            *webhook_routes.routes(),
+            (["GET"], "/jobs/<job_id>/status", _job_status),
+        ]
 
     def queue(self, rt: Any, name: str) -> Queue:
         return rt.env[REGISTRY_BINDING].queue(name)

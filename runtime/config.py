@@ -35,12 +35,23 @@ class QueueConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class WebhookConfig:
+    """``POST /webhooks/{provider}``: events signed with the secret held in var ``secret``
+    (Stripe's signature scheme) go to ``queue``."""
+
+    provider: str
+    queue: str
+    secret: str
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str = "<config>"
     data_dir: str | None = None
     actors: dict[str, type] = field(default_factory=dict)
     queues: dict[str, QueueConfig] = field(default_factory=dict)
     vars: dict[str, str] = field(default_factory=dict)
+    webhooks: dict[str, WebhookConfig] = field(default_factory=dict)
 
 
 # (key, type, low, high) of each consumer setting; None bounds are open.
@@ -51,7 +62,16 @@ _CONSUMER_SETTINGS: dict[str, tuple[type | tuple[type, ...], float | None, float
     "max_concurrency": (int, 1, 250),
     "retry_delay": ((int, float), 0, 86400),
 }
-_TOP_KEYS = {"data_dir", "vars", "durable_objects", "queues", "name", "main", "compatibility_date"}
+_TOP_KEYS = {
+    "data_dir",
+    "vars",
+    "durable_objects",
+    "queues",
+    "webhooks",
+    "name",
+    "main",
+    "compatibility_date",
+}
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -69,7 +89,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     data_dir = config.data_dir
     if data_dir is not None and not os.path.isabs(data_dir):
         data_dir = os.path.join(os.path.dirname(os.path.abspath(source)), data_dir)
-    return Config(source, data_dir, config.actors, config.queues, overridden)
+    return Config(source, data_dir, config.actors, config.queues, overridden, config.webhooks)
 
 
 def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
@@ -83,7 +103,9 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
     variables = _vars(data.get("vars", {}), where)
     actors = _durable_objects(data.get("durable_objects", {}), where)
     queues = _queues(data.get("queues", {}), where)
-    config = Config(source, data_dir, actors, queues, variables)
+    entries = _expect(data.get("webhooks", []), list, where, "webhooks", "an array of tables")
+    webhooks = _webhooks(entries, where, "webhooks")
+    config = Config(source, data_dir, actors, queues, variables, webhooks)
     check_bindings(config)
     return config
 
@@ -95,6 +117,7 @@ def merge(
     actors: Mapping[str, type | str] | None,
     queues: list[Mapping[str, Any]] | None,
     vars: Mapping[str, str] | None,
+    webhooks: list[Mapping[str, Any]] | None = None,
 ) -> Config:
     """``config`` plus the keyword arguments of ``open_runtime`` (which add to it)."""
     where = _Where(config.source)
@@ -127,13 +150,21 @@ def merge(
         merged_actors,
         merged_queues,
         merged_vars,
+        {**config.webhooks, **_webhooks(webhooks or [], where, "webhooks")},
     )
     check_bindings(result)
     return result
 
 
 def check_bindings(config: Config) -> None:
-    """Every env name is bound once: across actors, queue producers and vars."""
+    """Every env name is bound once: across actors, queue producers and vars; and every
+    webhook names a declared queue and var."""
+    for provider, hook in config.webhooks.items():
+        table = f"webhooks.{provider}"
+        if hook.queue not in config.queues:
+            raise ConfigError(f"{config.source}: [{table}] key 'queue': queue {hook.queue!r} is not declared")
+        if hook.secret not in config.vars:
+            raise ConfigError(f"{config.source}: [{table}] key 'secret': no var named {hook.secret!r}")
     seen: dict[str, str] = {}
     names = [(b, "durable_objects.bindings") for b in config.actors]
     names += [(q.binding, "queues.producers") for q in config.queues.values() if q.binding]
@@ -223,6 +254,19 @@ def _queues(table: Any, where: _Where) -> dict[str, QueueConfig]:
     }
     _add_dead_letter_queues(queues)
     return queues
+
+
+def _webhooks(entries: list[Any], where: _Where, table: str) -> dict[str, WebhookConfig]:
+    out: dict[str, WebhookConfig] = {}
+    for i, entry in enumerate(entries):
+        t = f"{table}[{i}]"
+        _expect(entry, Mapping, where, t, "a table")
+        _unknown(entry, {"provider", "queue", "secret"}, where, t)
+        provider = _queue_name(_required(entry, "provider", where, t), where, f"{t}.provider")
+        queue = _queue_name(_required(entry, "queue", where, t), where, f"{t}.queue")
+        secret = _binding(_required(entry, "secret", where, t), where, f"{t}.secret")
+        out[provider] = WebhookConfig(provider, queue, secret)
+    return out
 
 
 def _add_dead_letter_queues(queues: dict[str, QueueConfig]) -> None:

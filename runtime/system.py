@@ -125,6 +125,7 @@ async def open_runtime(
     actors: Mapping[str, type[Actor] | str] | None = None,
     queues: list[Mapping[str, Any]] | None = None,
     vars: Mapping[str, str] | None = None,
+    webhooks: list[Mapping[str, Any]] | None = None,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
     max_inbox: int = DEFAULT_MAX_INBOX,
     map_size: int = DEFAULT_MAP_SIZE_BYTES,
@@ -139,7 +140,9 @@ async def open_runtime(
     ``OverloadedError``. ``map_size`` is the LMDB map to start with and ``max_map_size`` the
     most it may grow to (bytes). Raises ``ConfigError`` for a bad configuration.
     """
-    resolved = _resolve_config(config, data_dir=data_dir, actors=actors, queues=queues, vars=vars)
+    resolved = _resolve_config(
+        config, data_dir=data_dir, actors=actors, queues=queues, vars=vars, webhooks=webhooks
+    )
     if resolved.data_dir is None:
         raise ConfigError(f"{resolved.source}: no data_dir given (set data_dir, or pass data_dir=...)")
     _check_positive("idle_timeout", idle_timeout)

@@ -32,7 +32,8 @@ from actors import (
     with_backoff,
 )
 from actors.backoff import backoff_delay
-from runtime import Actor, open_runtime
+from runtime import Actor, load_config, open_runtime
+from runtime.errors import ConfigError
 from runtime.testing import run_in_actor
 
 # -- backoff ---------------------------------------------------------------------------------
@@ -442,3 +443,50 @@ async def test_enqueue_and_process_batches_with_progress(data_dir, autojump_cloc
         status = await get_job_status(rt.env, batch_id)
         assert status["status"] == "completed" and status["progress"] == 100
         assert (status["succeeded"], status["failures"], status["total"]) == (30, 2, 30)
+
+
+# -- webhooks --------------------------------------------------------------------------------
+
+
+async def test_webhook_route_verifies_enqueues_once_and_answers(data_dir, autojump_clock):
+    RECEIVED.clear()
+    queues = [{"queue": "stripe-events", "consumer": Recorder, "max_batch_size": 1}]
+    webhooks = [{"provider": "stripe", "queue": "stripe-events", "secret": "STRIPE_WEBHOOK_SECRET"}]
+    async with open_runtime(
+        data_dir=data_dir, queues=queues, webhooks=webhooks, vars={"STRIPE_WEBHOOK_SECRET": SECRET}
+    ) as rt:
+        transport = httpx.ASGITransport(app=rt.asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://roost.test") as http:
+
+            async def post(body: bytes, header: str | None, provider: str = "stripe") -> httpx.Response:
+                headers = {} if header is None else {"stripe-signature": header}
+                return await http.post(f"/webhooks/{provider}", content=body, headers=headers)
+
+            t = int(runtime.now())
+            good = f"t={t},v1={sign(PAYLOAD, t)}"
+            first = await post(PAYLOAD, good)
+            assert first.status_code == 200 and first.json() == {"received": True}
+            assert (await post(PAYLOAD, good)).json() == {"received": True}  # redelivered
+            assert (await post(PAYLOAD, None)).status_code == 401
+            assert (await post(PAYLOAD + b" ", good)).status_code == 401
+            assert (await post(PAYLOAD, f"t={t - 1000},v1={sign(PAYLOAD, t - 1000)}")).status_code == 401
+            bad_json = b"{not json"
+            assert (await post(bad_json, f"t={t},v1={sign(bad_json, t)}")).status_code == 400
+            no_id = b'{"type": "x"}'
+            assert (await post(no_id, f"t={t},v1={sign(no_id, t)}")).status_code == 400
+            assert (await post(PAYLOAD, good, provider="paypal")).status_code == 404
+            await trio.sleep(10)
+        assert [body for _, body in RECEIVED] == [{"id": "evt_1", "type": "payment_intent.succeeded"}]
+
+
+def test_webhook_config_must_name_a_queue_and_a_var(tmp_path):
+    base = '[vars]\nSECRET = "s"\n[[queues.producers]]\nqueue = "events"\nbinding = "EVENTS"\n'
+    path = tmp_path / "roost.toml"
+    path.write_text(base + '[[webhooks]]\nprovider = "stripe"\nqueue = "events"\nsecret = "SECRET"\n')
+    assert load_config(path).webhooks["stripe"].queue == "events"
+    path.write_text(base + '[[webhooks]]\nprovider = "stripe"\nqueue = "nowhere"\nsecret = "SECRET"\n')
+    with pytest.raises(ConfigError, match="queue 'nowhere' is not declared"):
+        load_config(path)
+    path.write_text(base + '[[webhooks]]\nprovider = "stripe"\nqueue = "events"\nsecret = "NOPE"\n')
+    with pytest.raises(ConfigError, match="no var named 'NOPE'"):
+        load_config(path)
