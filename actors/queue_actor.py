@@ -310,7 +310,8 @@ class QueueActor(Actor):
         except Exception as exc:
             error = f"{getattr(exc, 'remote_type', type(exc).__name__)}: {exc}"
         self.free_slots.append(slot)
-        await self._settle(entries, batch.outcomes(handler_raised=error is not None), error)
+        outcomes = batch.outcomes(handler_raised=error is not None)
+        await self._settle(entries, outcomes, error or "retried by the consumer")
 
     async def _settle(
         self, entries: list[Entry], outcomes: list[tuple[str, float | None]], error: str | None
