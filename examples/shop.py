@@ -1,7 +1,7 @@
 """The shop example: orders answered at once, payments charged in the background.
 
-``PUT /actors/ORDERS/{order_id}`` with ``{"amount": cents}`` stores the order, enqueues its
-payment and answers ``{"order": ..., "status": "processing"}`` at once. The payment consumer
+``POST /orders`` with ``{"amount": cents}`` stores the order, enqueues its payment and
+answers ``{"order": ..., "status": "processing"}`` at once. The payment consumer
 charges a fake provider (it fails transiently some of the time, and declines amounts that
 are multiples of 13 for good) through ``execute_idempotent`` keyed by the order id, so no
 order is charged twice, with ``with_backoff`` for the transient failures; it keeps the
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import random
+import uuid
 from functools import partial
 
 import runtime
@@ -60,27 +61,47 @@ class FakePaymentProvider:
 PROVIDER = FakePaymentProvider()
 
 
+class Shop(Actor):
+    """The shop's front door, ``[[routes]]`` path ``/orders``: ``POST /orders`` and
+    ``GET /orders/{id}``."""
+
+    async def fetch(self, request: Request) -> Response:
+        parts = [part for part in request.path.split("/") if part]
+        if request.method == "POST" and parts == ["orders"]:
+            return await self._create(request)
+        if request.method == "GET" and len(parts) == 2 and parts[0] == "orders":
+            order = await self.env.ORDERS.get_by_name(parts[1]).get()
+            if order is None:
+                return Response({"error": "Order not found", "type": "NotFound"}, 404)
+            return Response({"order": order})
+        return Response({"error": f"no route for {request.method} {request.path}", "type": "NotFound"}, 404)
+
+    async def _create(self, request: Request) -> Response:
+        try:
+            payload = request.json()
+            amount = payload["amount"]
+        except (ValueError, KeyError, TypeError):
+            return Response(
+                {"error": 'the body must be {"amount": cents, "id"?: str}', "type": "BadRequest"}, 400
+            )
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            return Response({"error": "amount must be a positive integer (cents)", "type": "BadRequest"}, 400)
+        # A client-chosen id makes creating an order idempotent; otherwise one is made.
+        order_id = payload.get("id") or f"order-{uuid.uuid4().hex[:12]}"
+        if not isinstance(order_id, str):
+            return Response({"error": "id must be a string", "type": "BadRequest"}, 400)
+        order = await self.env.ORDERS.get_by_name(order_id).create(amount)
+        return Response({"order": order, "status": order["status"]}, 202)
+
+
 class Order(Actor):
     """One order; its id is the actor's name."""
 
-    async def fetch(self, request: Request) -> Response:
-        if request.method == "PUT":
-            return await self._create(request)
-        order = await self.storage.get("order")
-        if order is None:
-            return Response({"error": "Order not found", "type": "NotFound"}, 404)
-        return Response({"order": order})
-
-    async def _create(self, request: Request) -> Response:
+    async def create(self, amount: int) -> dict:
+        """Store the order, enqueue its payment, schedule its reminder; once per order."""
         existing = await self.storage.get("order")
         if existing is not None:
-            return Response({"order": existing, "status": existing["status"]})
-        try:
-            amount = request.json()["amount"]
-        except (ValueError, KeyError, TypeError):
-            return Response({"error": 'the body must be {"amount": cents}', "type": "BadRequest"}, 400)
-        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
-            return Response({"error": "amount must be a positive integer (cents)", "type": "BadRequest"}, 400)
+            return existing
         order = {"id": self.id.name, "amount": amount, "status": "processing", "created_at": runtime.now()}
         await self.storage.put("order", order)
         await update_job_status(self.env, self.id.name, status="pending", progress=0)
@@ -93,7 +114,10 @@ class Order(Actor):
             runtime.now() + REMINDER_DELAY_SECONDS,
             queue="reminders",
         )
-        return Response({"order": order, "status": "processing"}, 202)
+        return order
+
+    async def get(self) -> dict | None:
+        return await self.storage.get("order")
 
     async def mark(self, status: str, details: dict | None = None) -> dict:
         order = await self.storage.get("order")

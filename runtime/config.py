@@ -45,6 +45,16 @@ class WebhookConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteConfig:
+    """Requests whose path is ``path`` or below it go to ``fetch`` of actor ``name`` of
+    namespace ``binding``, with their path unchanged."""
+
+    path: str
+    binding: str
+    name: str
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str = "<config>"
     data_dir: str | None = None
@@ -52,6 +62,7 @@ class Config:
     queues: dict[str, QueueConfig] = field(default_factory=dict)
     vars: dict[str, str] = field(default_factory=dict)
     webhooks: dict[str, WebhookConfig] = field(default_factory=dict)
+    routes: list[RouteConfig] = field(default_factory=list)
 
 
 # (key, type, low, high) of each consumer setting; None bounds are open.
@@ -68,10 +79,12 @@ _TOP_KEYS = {
     "durable_objects",
     "queues",
     "webhooks",
+    "routes",
     "name",
     "main",
     "compatibility_date",
 }
+_RESERVED_PREFIXES = ("/actors", "/rpc", "/queues", "/jobs", "/webhooks", "/healthz", "/metrics")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -89,7 +102,7 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     data_dir = config.data_dir
     if data_dir is not None and not os.path.isabs(data_dir):
         data_dir = os.path.join(os.path.dirname(os.path.abspath(source)), data_dir)
-    return Config(source, data_dir, config.actors, config.queues, overridden, config.webhooks)
+    return Config(source, data_dir, config.actors, config.queues, overridden, config.webhooks, config.routes)
 
 
 def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
@@ -105,7 +118,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
     queues = _queues(data.get("queues", {}), where)
     entries = _expect(data.get("webhooks", []), list, where, "webhooks", "an array of tables")
     webhooks = _webhooks(entries, where, "webhooks")
-    config = Config(source, data_dir, actors, queues, variables, webhooks)
+    routes = _routes(_expect(data.get("routes", []), list, where, "routes", "an array of tables"), where)
+    config = Config(source, data_dir, actors, queues, variables, webhooks, routes)
     check_bindings(config)
     return config
 
@@ -151,6 +165,7 @@ def merge(
         merged_queues,
         merged_vars,
         {**config.webhooks, **_webhooks(webhooks or [], where, "webhooks")},
+        config.routes,
     )
     check_bindings(result)
     return result
@@ -159,6 +174,11 @@ def merge(
 def check_bindings(config: Config) -> None:
     """Every env name is bound once: across actors, queue producers and vars; and every
     webhook names a declared queue and var."""
+    for i, route in enumerate(config.routes):
+        if route.binding not in config.actors:
+            raise ConfigError(
+                f"{config.source}: [routes[{i}]] key 'binding': no durable object binding {route.binding!r}"
+            )
     for provider, hook in config.webhooks.items():
         table = f"webhooks.{provider}"
         if hook.queue not in config.queues:
@@ -266,6 +286,29 @@ def _webhooks(entries: list[Any], where: _Where, table: str) -> dict[str, Webhoo
         queue = _queue_name(_required(entry, "queue", where, t), where, f"{t}.queue")
         secret = _binding(_required(entry, "secret", where, t), where, f"{t}.secret")
         out[provider] = WebhookConfig(provider, queue, secret)
+    return out
+
+
+def _routes(entries: list[Any], where: _Where) -> list[RouteConfig]:
+    out = []
+    for i, entry in enumerate(entries):
+        t = f"routes[{i}]"
+        _expect(entry, Mapping, where, t, "a table")
+        _unknown(entry, {"path", "binding", "name"}, where, t)
+        path = _expect(_required(entry, "path", where, t), str, where, f"{t}.path", "a string")
+        if (
+            not path.startswith("/")
+            or path.endswith("/")
+            or "<" in path
+            or path.startswith(_RESERVED_PREFIXES)
+        ):
+            raise where.error(
+                t,
+                f"key 'path': {path!r} must start with '/', not end with one, and not be one of Roost's own",
+            )
+        binding = _binding(_required(entry, "binding", where, t), where, f"{t}.binding")
+        name = _expect(_required(entry, "name", where, t), str, where, f"{t}.name", "a string")
+        out.append(RouteConfig(path, binding, name))
     return out
 
 

@@ -189,3 +189,20 @@ def test_each_config_mistake_names_file_table_and_key(tmp_path, replace, by, mes
         load_config(path)
     assert str(info.value).startswith(str(path))
     assert message in str(info.value)
+
+
+def test_routes_send_a_path_to_one_actor(tmp_path):
+    path = tmp_path / "roost.toml"
+    base = '[[durable_objects.bindings]]\nname = "SHOP"\nclass_name = "examples.counter:Counter"\n'
+    path.write_text(base + '[[routes]]\npath = "/orders"\nbinding = "SHOP"\nname = "front"\n')
+    [route] = load_config(path).routes
+    assert (route.path, route.binding, route.name) == ("/orders", "SHOP", "front")
+    for bad, message in [
+        ('path = "orders"\nbinding = "SHOP"\nname = "f"', "must start with '/'"),
+        ('path = "/queues/x"\nbinding = "SHOP"\nname = "f"', "Roost's own"),
+        ('path = "/o"\nbinding = "NOPE"\nname = "f"', "no durable object binding 'NOPE'"),
+        ('path = "/o"\nbinding = "SHOP"', "key 'name' is required"),
+    ]:
+        path.write_text(base + "[[routes]]\n" + bad + "\n")
+        with pytest.raises(ConfigError, match=message):
+            load_config(path)

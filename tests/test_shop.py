@@ -31,17 +31,17 @@ async def http(data_dir):
 
 
 async def test_an_order_is_answered_at_once_and_paid_in_the_background(http, autojump_clock):
-    created = await http.put("/actors/ORDERS/order-1/", json={"amount": 4200})
+    created = await http.post("/orders", json={"amount": 4200, "id": "order-1"})
     assert created.status_code == 202
     assert created.json()["status"] == "processing" and created.json()["order"]["amount"] == 4200
     assert (await http.get("/jobs/order-1/status")).json()["status"] in ("pending", "processing")
     await trio.sleep(30)
-    order = (await http.get("/actors/ORDERS/order-1/")).json()["order"]
+    order = (await http.get("/orders/order-1")).json()["order"]
     assert order["status"] == "paid" and order["charge_id"] == "ch_order-1"
     status = (await http.get("/jobs/order-1/status")).json()
     assert status["status"] == "completed" and status["progress"] == 100
     assert shop.PROVIDER.charges == {"order-1": 4200}  # charged once
-    again = await http.put("/actors/ORDERS/order-1/", json={"amount": 4200})
+    again = await http.post("/orders", json={"amount": 4200, "id": "order-1"})
     assert again.json()["status"] == "paid"  # creating it again changes nothing
     [reminder] = await list_jobs(http.rt.env)
     assert reminder["job"] == {"order_id": "order-1", "kind": "reminder"} and reminder["queue"] == "reminders"
@@ -51,7 +51,7 @@ async def test_many_orders_are_each_charged_exactly_once(http, autojump_clock):
     answers = []
 
     async def order(i: int) -> None:
-        answers.append((await http.put(f"/actors/ORDERS/o{i}/", json={"amount": 1000 + i})).status_code)
+        answers.append((await http.post("/orders", json={"amount": 1000 + i, "id": f"o{i}"})).status_code)
 
     async with trio.open_nursery() as nursery:
         for i in range(30):
@@ -65,9 +65,9 @@ async def test_many_orders_are_each_charged_exactly_once(http, autojump_clock):
 
 
 async def test_a_declined_payment_lands_in_the_dead_letter_queue_and_can_be_redriven(http, autojump_clock):
-    assert (await http.put("/actors/ORDERS/bad/", json={"amount": 1300})).status_code == 202
+    assert (await http.post("/orders", json={"amount": 1300, "id": "bad"})).status_code == 202
     await trio.sleep(60)
-    order = (await http.get("/actors/ORDERS/bad/")).json()["order"]
+    order = (await http.get("/orders/bad")).json()["order"]
     assert order["status"] == "payment_failed" and "declined" in order["error"]
     assert (await http.get("/jobs/bad/status")).json()["status"] == "failed"
     dead = (await http.get("/queues/external-api-dlq/messages")).json()["messages"]
@@ -80,7 +80,7 @@ async def test_a_declined_payment_lands_in_the_dead_letter_queue_and_can_be_redr
 
 
 async def test_a_signed_webhook_refunds_the_order(http, autojump_clock):
-    await http.put("/actors/ORDERS/order-9/", json={"amount": 500})
+    await http.post("/orders", json={"amount": 500, "id": "order-9"})
     await trio.sleep(30)
     event = json.dumps({"id": "evt_9", "type": "charge.refunded", "data": {"order_id": "order-9"}}).encode()
     t = int(runtime.now())
@@ -90,10 +90,19 @@ async def test_a_signed_webhook_refunds_the_order(http, autojump_clock):
     )
     assert answer.json() == {"received": True}
     await trio.sleep(5)
-    assert (await http.get("/actors/ORDERS/order-9/")).json()["order"]["status"] == "refunded"
+    assert (await http.get("/orders/order-9")).json()["order"]["status"] == "refunded"
 
 
 async def test_bad_orders_are_refused(http, autojump_clock):
-    for body in ({"amount": -5}, {"amount": "ten"}, {"cost": 1}):
-        assert (await http.put("/actors/ORDERS/x/", json=body)).status_code == 400
-    assert (await http.get("/actors/ORDERS/never/")).status_code == 404
+    for body in ({"amount": -5}, {"amount": "ten"}, {"cost": 1}, {"amount": 5, "id": 7}):
+        assert (await http.post("/orders", json=body)).status_code == 400
+    assert (await http.get("/orders/never")).status_code == 404
+    assert (await http.delete("/orders")).status_code == 404
+
+
+async def test_an_order_without_an_id_gets_one(http, autojump_clock):
+    created = (await http.post("/orders", json={"amount": 900})).json()
+    order_id = created["order"]["id"]
+    assert order_id.startswith("order-")
+    await trio.sleep(30)
+    assert (await http.get(f"/orders/{order_id}")).json()["order"]["status"] == "paid"

@@ -33,6 +33,18 @@ def namespace(rt: Any, binding: str) -> Namespace:
     return namespaces[binding]
 
 
+def configured_routes(config_routes: list[Any], all_methods: list[str]) -> list[tuple[list[str], str, Any]]:
+    """The ``[[routes]]`` of the config: a path and everything below it, to one actor's fetch."""
+    out = []
+    for route in config_routes:
+
+        async def forward(rt: Any, request: Request, rest: str = "", route: Any = route) -> Response:
+            return await namespace(rt, route.binding).get_by_name(route.name).fetch(request)
+
+        out += [(all_methods, route.path, forward), (all_methods, route.path + "/<path:rest>", forward)]
+    return out
+
+
 async def fetch_by_name(rt: Any, request: Request, binding: str, name: str, rest: str = "") -> Response:
     return await _fetch(namespace(rt, binding).get_by_name(name), request, rest)
 

@@ -51,7 +51,8 @@ def create_app(
 
         app.add_url_rule(rule, f"{rule} {methods}", view, methods=methods)
 
-    for methods, rule, handler in [*_core_routes(counter), *routes]:
+    configured = actor_routes.configured_routes(rt.config.routes, ALL_METHODS)
+    for methods, rule, handler in [*_core_routes(counter), *routes, *configured]:
         add(methods, rule, handler)
 
     @app.before_request
