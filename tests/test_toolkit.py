@@ -34,7 +34,7 @@ from actors import (
 from actors.backoff import backoff_delay
 from runtime import Actor, load_config, open_runtime
 from runtime.errors import ConfigError
-from runtime.testing import run_in_actor
+from runtime.testing import inject_commit_failure, run_in_actor
 
 # -- backoff ---------------------------------------------------------------------------------
 
@@ -490,3 +490,19 @@ def test_webhook_config_must_name_a_queue_and_a_var(tmp_path):
     path.write_text(base + '[[webhooks]]\nprovider = "stripe"\nqueue = "events"\nsecret = "NOPE"\n')
     with pytest.raises(ConfigError, match="no var named 'NOPE'"):
         load_config(path)
+
+
+async def test_a_failed_scheduled_send_is_retried_with_backoff(data_dir, autojump_clock):
+    RECEIVED.clear()
+    async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
+        start = runtime.now()
+        await schedule_job(rt.env, {"n": 1}, start + 10, queue="reminders")
+        # The queue's own commit fails twice when the job is sent: the send raises.
+        inject_commit_failure(rt.namespace("__QUEUES").get_by_name("reminders"), times=2)
+        await trio.sleep(12)
+        assert RECEIVED == []
+        assert len(await list_jobs(rt.env)) == 1
+        await trio.sleep(5)  # retried after 1 s, then 2 s
+        assert [body for _, body in RECEIVED] == [{"n": 1}]
+        assert RECEIVED[0][0] == pytest.approx(start + 13, abs=0.5)
+        assert await list_jobs(rt.env) == []
