@@ -10,6 +10,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import actors
 import runtime
 import runtime.testing
 
@@ -25,6 +26,15 @@ LAYERS = {
     "http": 6,
     "system": 7, "testing": 7,
     "cli": 8,
+}  # fmt: skip
+
+API_ACTORS_NAMES = {
+    "Queue", "Message", "MessageBatch", "QueueLimitError",
+    "execute_idempotent", "IdempotentResult", "IdempotencyActor", "IdempotencyKeyReuseError",
+    "update_job_status", "get_job_status", "JobStatusActor",
+    "schedule_job", "cancel_job", "list_jobs", "SchedulerActor",
+    "enqueue_batch", "process_batch", "BatchResult",
+    "with_backoff", "PermanentError", "is_permanent_failure", "verify_stripe_signature",
 }  # fmt: skip
 
 API_RUNTIME_NAMES = {
@@ -116,3 +126,10 @@ def test_public_surface_is_api_md_sorted():
     for name in runtime.__all__:
         assert hasattr(runtime, name)
     assert runtime.testing.__all__ == sorted(runtime.testing.__all__)
+
+
+def test_actors_surface_holds_every_api_md_name_sorted():
+    assert actors.__all__ == sorted(actors.__all__)
+    assert API_ACTORS_NAMES <= set(actors.__all__)
+    for name in actors.__all__:
+        assert hasattr(actors, name)
