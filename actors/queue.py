@@ -8,7 +8,7 @@ durable.
 
 from __future__ import annotations
 
-import uuid
+import os
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -88,7 +88,7 @@ class Queue:
     async def send(self, body: Any, *, content_type: str = "json", delay_seconds: float = 0) -> str:
         """Enqueue one message; returns its id once it is durable. ``QueueLimitError`` if
         the body is over 128,000 bytes encoded, of the wrong type, or the delay over a day."""
-        [message_id] = await self._enqueue([self._item(body, content_type, delay_seconds)])
+        [message_id] = await self._enqueue([self._item(body, content_type, delay_seconds, now())])
         return message_id
 
     async def send_batch(self, messages: list[Mapping[str, Any]], *, delay_seconds: float = 0) -> list[str]:
@@ -101,8 +101,9 @@ class Queue:
             unknown = set(message) - {"body", "content_type", "delay_seconds"}
             if unknown or "body" not in message:
                 raise QueueLimitError(f"a batch message needs 'body' and takes no {sorted(unknown)}")
+        moment = now()
         items = [
-            self._item(m["body"], m.get("content_type", "json"), m.get("delay_seconds", delay_seconds))
+            self._item(m["body"], m.get("content_type", "json"), m.get("delay_seconds", delay_seconds), moment)
             for m in messages
         ]
         check_batch([len(item["body"]) for item in items])
@@ -110,12 +111,12 @@ class Queue:
             return []
         return await self._enqueue(items)
 
-    def _item(self, body: Any, content_type: str, delay_seconds: float) -> dict[str, Any]:
+    def _item(self, body: Any, content_type: str, delay_seconds: float, moment: float) -> dict[str, Any]:
         return {
-            "id": uuid.uuid4().hex,
+            "id": os.urandom(16).hex(),  # 128 random bits, as uuid4 carries, made cheaper
             "body": encode_body(body, content_type),
             "ct": content_type,
-            "ts": now(),
+            "ts": moment,
             "delay": check_delay(delay_seconds),
         }
 
