@@ -28,10 +28,6 @@ class InputGate:
     def is_open(self) -> bool:
         return not self._closers and not self._waiters
 
-    @property
-    def waiting(self) -> int:
-        return len(self._waiters) if self._waiters else 0
-
     async def enter(self) -> None:
         """Wait for this event's turn. Raises ``ActorResetError`` if the gate breaks."""
         if self._broken is not None:
