@@ -21,6 +21,7 @@ import trio
 
 from . import clock
 from .actor import Actor, AlarmInfo
+from .correlation import current_correlation_id
 from .errors import ActorError
 from .ids import NAMESPACE_KEY_BYTES, ActorId
 from .store import keys
@@ -227,9 +228,12 @@ async def _run_alarm(info: AlarmInfo, force: bool, actor: Actor) -> bool:
     if not storage.alarm_ready(clock.now(), force=force):
         return False
     mark = storage.begin_alarm()
+    token = current_correlation_id.set(storage.alarm_correlation_id)
     try:
         await actor.alarm(info)
     except Exception as exc:
         raise _HandlerFailed(exc, storage.end_alarm(mark, succeeded=False)) from exc
+    finally:
+        current_correlation_id.reset(token)
     storage.end_alarm(mark, succeeded=True)
     return True

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import trio
 
 from .actor import Actor, ActorContext
+from .correlation import current_correlation_id
 from .errors import ActorResetError, OverloadedError
 from .gates import InputGate
 from .ids import ActorId
@@ -31,8 +32,6 @@ log = logging.getLogger("roost.actor")
 
 # The instance whose event the current task is running: outgoing calls pass its output gate.
 current_instance: ContextVar[Instance | None] = ContextVar("roost_current_instance", default=None)
-# The correlation id of the event the current task is running.
-current_correlation_id: ContextVar[str | None] = ContextVar("roost_correlation_id", default=None)
 
 
 class Instance:

@@ -6,6 +6,7 @@ import logging
 import random
 from datetime import datetime, timezone
 
+import httpx
 import pytest
 import trio
 
@@ -349,3 +350,23 @@ async def test_alarms_survive_a_real_restart(tmp_path):
                 await trio.sleep(0.01)
         assert FIRED[0][0] == "real"
         assert await stub.alarm_at() is None
+
+
+async def test_an_alarm_carries_the_correlation_id_of_the_event_that_set_it(data_dir, autojump_clock):
+    seen = []
+
+    class Traced(Actor):
+        async def arm(self) -> None:
+            await self.storage.set_alarm(runtime.now() + 60)
+
+        async def alarm(self, info: AlarmInfo) -> None:
+            seen.append(self.ctx.correlation_id)
+
+    async with open_runtime(data_dir=data_dir, actors={"T": Traced}) as rt:
+        transport = httpx.ASGITransport(app=rt.asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://roost.test") as http:
+            await http.post("/rpc/T/a/arm", headers={"x-request-id": "req-alarm-1"})
+    async with open_runtime(data_dir=data_dir, actors={"T": Traced}) as rt:
+        await rt.namespace("T").get_by_name("b").arm()  # set outside any request
+        await trio.sleep(61)
+    assert sorted(seen, key=str) == [None, "req-alarm-1"]

@@ -19,7 +19,7 @@ from quart import g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ..instance import current_correlation_id
+from ..correlation import current_correlation_id
 from ..request import Request, Response, as_response
 from . import actor_routes, metrics
 from .errors import HttpError, error_response

@@ -13,6 +13,7 @@ from math import isfinite
 from typing import Any
 
 from .. import codec
+from ..correlation import current_correlation_id
 from ..store.env import Environment
 from . import limits
 from .writeset import WriteSet, lookup, lookup_alarm, overlay
@@ -124,13 +125,17 @@ class KeyValueOperations:
         return existed
 
     async def set_alarm(self, when: float | datetime) -> None:
-        """Set the actor's one alarm (replacing any); a past time means now."""
-        self._write_target().alarm = _alarm_time(when)
+        """Set the actor's one alarm (replacing any); a past time means now. The alarm keeps
+        the correlation id of the event that set it."""
+        target = self._write_target()
+        target.alarm = _alarm_time(when)
+        target.alarm_correlation_id = current_correlation_id.get()
         self._note_alarm_write()
 
     async def delete_alarm(self) -> None:
         """Remove the actor's alarm, if any."""
-        self._write_target().alarm = None
+        target = self._write_target()
+        target.alarm, target.alarm_correlation_id = None, None
         self._note_alarm_write()
 
 

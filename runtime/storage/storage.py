@@ -36,6 +36,7 @@ class Storage(KeyValueOperations):
         "_batch",
         "_registered",
         "_alarm",
+        "_alarm_correlation_id",
         "_on_alarm_committed",
         "_alarm_writes",
         "_alarm_firing",
@@ -62,6 +63,7 @@ class Storage(KeyValueOperations):
         self._batch: Batch | None = None
         self._registered = record is not None and record.get("name") == name
         self._alarm: float | None = None if record is None else record.get("alarm")
+        self._alarm_correlation_id: str | None = None if record is None else record.get("alarm_cid")
         self._on_alarm_committed = on_alarm_committed
         self._alarm_writes = 0
         self._alarm_firing = False
@@ -125,6 +127,11 @@ class Storage(KeyValueOperations):
         return self._alarm
 
     @property
+    def alarm_correlation_id(self) -> str | None:
+        """The correlation id of the event that set the committed alarm."""
+        return self._alarm_correlation_id
+
+    @property
     def last_batch(self) -> Batch | None:
         """The group commit holding this storage's latest write."""
         return self._batch
@@ -186,6 +193,7 @@ class Storage(KeyValueOperations):
         self._pending = None
         self._in_flight = taken
         alarm = self._alarm if taken.alarm is UNCHANGED else taken.alarm
+        alarm_cid = self._alarm_correlation_id if taken.alarm is UNCHANGED else taken.alarm_correlation_id
         writes = ActorWrites(self._prefix, values=taken.values, clear=taken.cleared, alarm_after=alarm)  # type: ignore[arg-type]
         if alarm != self._alarm:
             writes.move_alarm = True
@@ -194,7 +202,10 @@ class Storage(KeyValueOperations):
         # something; the writer removes it when the actor is left with no key and no alarm.
         puts = any(v is not None for v in taken.values.values())
         if writes.move_alarm or (puts and not self._registered):
-            writes.write_record, writes.record = True, {"name": self._name, "alarm": alarm}
+            writes.write_record, writes.record = (
+                True,
+                {"name": self._name, "alarm": alarm, "alarm_cid": alarm_cid},
+            )
         self._committing = writes
         return writes
 
@@ -210,6 +221,8 @@ class Storage(KeyValueOperations):
             self._registered = False
         elif writes.write_record:
             self._registered = True
+        if writes.write_record:
+            self._alarm_correlation_id = writes.record["alarm_cid"]
         if writes.move_alarm:
             self._alarm = writes.new_alarm
             if self._on_alarm_committed is not None:

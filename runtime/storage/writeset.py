@@ -16,17 +16,20 @@ UNCHANGED = object()
 class WriteSet:
     """Keys (UTF-8 bytes) to encoded values or None (deleted), a clear flag, an alarm change."""
 
-    __slots__ = ("values", "cleared", "alarm")
+    __slots__ = ("values", "cleared", "alarm", "alarm_correlation_id")
 
     def __init__(self, *, cleared: bool = False) -> None:
         self.values: dict[bytes, bytes | None] = {}
         self.cleared = cleared
         self.alarm: object = None if cleared else UNCHANGED
+        # The correlation id of the event that set the alarm (meaningful with ``alarm``).
+        self.alarm_correlation_id: str | None = None
 
     def clear(self) -> None:
         self.values.clear()
         self.cleared = True
         self.alarm = None
+        self.alarm_correlation_id = None
 
     def merge_into(self, below: WriteSet) -> None:
         """Apply this set's writes on top of ``below`` (used when a transaction commits)."""
@@ -35,6 +38,7 @@ class WriteSet:
         below.values.update(self.values)
         if self.alarm is not UNCHANGED:
             below.alarm = self.alarm
+            below.alarm_correlation_id = self.alarm_correlation_id
 
 
 def lookup(layers: Sequence[WriteSet | None], key: bytes) -> tuple[bool, bytes | None]:
