@@ -20,6 +20,10 @@ MAX_BATCH_MESSAGES = 100
 MAX_BATCH_BYTES = 256_000
 MAX_DELAY_SECONDS = 86_400
 
+# Made once: ``json.dumps`` with options builds a new encoder on every call.
+_json_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+_json_decoder = json.JSONDecoder()
+
 
 def encode_body(body: Any, content_type: str) -> bytes:
     """``body`` encoded for storage; ``QueueLimitError`` for a wrong type or size."""
@@ -27,7 +31,7 @@ def encode_body(body: Any, content_type: str) -> bytes:
         raise QueueLimitError(f"content_type must be one of {', '.join(CONTENT_TYPES)}, not {content_type!r}")
     try:
         if content_type == "json":
-            data = json.dumps(body, separators=(",", ":"), allow_nan=False).encode()
+            data = _json_encoder.encode(body).encode()
         elif content_type == "text":
             if not isinstance(body, str):
                 raise TypeError(f"a text body must be str, not {type(body).__name__}")
@@ -48,7 +52,8 @@ def encode_body(body: Any, content_type: str) -> bytes:
 def decode_body(data: bytes, content_type: str) -> Any:
     """A fresh copy of the body stored as ``data``."""
     if content_type == "json":
-        return json.loads(data)
+        # encode_body made it: UTF-8, no surrounding whitespace, so the plain scan is enough.
+        return _json_decoder.raw_decode(data.decode("utf-8"))[0]
     if content_type == "text":
         return data.decode("utf-8")
     if content_type == "bytes":

@@ -19,6 +19,7 @@ from .errors import QueueLimitError, QueueNotFoundError
 from .message import PulledMessage
 from .message_codec import check_batch, check_delay, decode_body, encode_body
 from .names import QUEUES_BINDING, consumer_binding
+from .queue_segments import BODY, CONTENT_TYPE, CORRELATION_ID, ID, MAX_ERROR_CHARS, TIMESTAMP, new_message
 
 
 class QueueRegistry:
@@ -30,6 +31,7 @@ class QueueRegistry:
         self._consumers = {
             name: rt.namespace(consumer_binding(name)) for name, s in self._settings.items() if s.consumer
         }
+        self._consumer_stubs: dict[tuple[str, int], ActorStub] = {}
         self._handles = {name: Queue(self, name) for name in self._settings}
 
     def settings(self, name: str) -> Any:
@@ -50,29 +52,36 @@ class QueueRegistry:
 
     def consumer(self, name: str, slot: int) -> ActorStub:
         """The consumer instance for one delivery slot: each slot is its own actor."""
-        return self._consumers[name].get_by_name(f"{name}#{slot}")
+        stub = self._consumer_stubs.get((name, slot))
+        if stub is None:
+            stub = self._consumer_stubs[name, slot] = self._consumers[name].get_by_name(f"{name}#{slot}")
+        return stub
 
     async def dead_letter(
-        self, source: str, records: list[dict], error: str | None, failed_at: float
+        self, source: str, messages: list[list[Any]], attempts: list[int], error: str | None, failed_at: float
     ) -> None:
-        """Move records that ran out of retries to the source's dead-letter queue (if any).
+        """Move stored messages that ran out of retries (with each one's ``attempts``) to the
+        source's dead-letter queue, if it has one.
 
         Returns once they are durable there; without a dead-letter queue they are dropped."""
         target = self._settings[source].dead_letter_queue
         if target is None:
             return
-        items = [
-            {
-                "id": r["id"],
-                "body": r["body"],
-                "ct": r["ct"],
-                "ts": r["ts"],
-                "cid": r["cid"],
-                "dlq": {"queue": source, "attempts": r["att"], "error": error, "failed_at": failed_at},
-            }
-            for r in records
-        ]
-        await self.actor(target).enqueue(items)
+        last_error = None if error is None else error[:MAX_ERROR_CHARS]
+        await self.actor(target).enqueue(
+            [
+                new_message(
+                    message[ID],
+                    message[BODY],
+                    message[CONTENT_TYPE],
+                    message[TIMESTAMP],
+                    failed_at,
+                    message[CORRELATION_ID],
+                    {"queue": source, "attempts": count, "error": last_error, "failed_at": failed_at},
+                )
+                for message, count in zip(messages, attempts, strict=True)
+            ]
+        )
 
 
 class Queue:
@@ -88,7 +97,8 @@ class Queue:
     async def send(self, body: Any, *, content_type: str = "json", delay_seconds: float = 0) -> str:
         """Enqueue one message; returns its id once it is durable. ``QueueLimitError`` if
         the body is over 128,000 bytes encoded, of the wrong type, or the delay over a day."""
-        [message_id] = await self._enqueue([self._item(body, content_type, delay_seconds, now())])
+        message_id = _new_ids(1)[0]
+        await self._enqueue([_outgoing(message_id, body, content_type, delay_seconds, now())])
         return message_id
 
     async def send_batch(self, messages: list[Mapping[str, Any]], *, delay_seconds: float = 0) -> list[str]:
@@ -102,26 +112,24 @@ class Queue:
             if unknown or "body" not in message:
                 raise QueueLimitError(f"a batch message needs 'body' and takes no {sorted(unknown)}")
         moment = now()
-        items = [
-            self._item(m["body"], m.get("content_type", "json"), m.get("delay_seconds", delay_seconds), moment)
-            for m in messages
+        ids = _new_ids(len(messages))
+        outgoing = [
+            _outgoing(
+                message_id,
+                m["body"],
+                m.get("content_type", "json"),
+                m.get("delay_seconds", delay_seconds),
+                moment,
+            )
+            for message_id, m in zip(ids, messages, strict=True)
         ]
-        check_batch([len(item["body"]) for item in items])
-        if not items:
-            return []
-        return await self._enqueue(items)
+        check_batch([len(message[BODY]) for message in outgoing])
+        if outgoing:
+            await self._enqueue(outgoing)
+        return ids
 
-    def _item(self, body: Any, content_type: str, delay_seconds: float, moment: float) -> dict[str, Any]:
-        return {
-            "id": os.urandom(16).hex(),  # 128 random bits, as uuid4 carries, made cheaper
-            "body": encode_body(body, content_type),
-            "ct": content_type,
-            "ts": moment,
-            "delay": check_delay(delay_seconds),
-        }
-
-    async def _enqueue(self, items: list[dict[str, Any]]) -> list[str]:
-        return await self._registry.actor(self.name).enqueue(items)
+    async def _enqueue(self, messages: list[list[Any]]) -> None:
+        await self._registry.actor(self.name).enqueue(messages)
 
     async def metrics(self) -> dict[str, Any]:
         """backlog (stored, not acked: delayed and in-flight included), in_flight, delayed,
@@ -183,6 +191,19 @@ class Queue:
 
     async def resume(self) -> None:
         await self._registry.actor(self.name).resume()
+
+
+def _new_ids(count: int) -> list[str]:
+    """Message ids of 128 random bits each, as a uuid4 carries, made in one call."""
+    hexes = os.urandom(16 * count).hex()
+    return [hexes[i : i + 32] for i in range(0, 32 * count, 32)]
+
+
+def _outgoing(message_id: str, body: Any, content_type: str, delay_seconds: Any, moment: float) -> list[Any]:
+    """A message for the queue actor: its body checked and encoded, its delay checked."""
+    return new_message(
+        message_id, encode_body(body, content_type), content_type, moment, moment + check_delay(delay_seconds)
+    )
 
 
 def _lease_list(lease_ids: list[str]) -> list[str]:

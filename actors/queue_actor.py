@@ -1,41 +1,53 @@
 """``QueueActor``: one queue's messages, kept in the actor's storage, delivered in batches.
 
-One instance per queue name. Every message is a storage record (body, attempts, when it is
-visible, its lease while delivered); a ``QueueIndex`` over them is rebuilt in ``on_start``.
-The actor's alarm is set for the next moment something is due (a batch filled or timed out,
-a delayed message visible, a pull lease ending); deliveries run in the background
-(``wait_until``) and their outcomes are written when the consumer returns. Must stay true:
-a message leaves storage only when it was acked, or after it is durable in the dead-letter
-queue; a delivery whose outcome is lost (crash, reset) is delivered again.
+One instance per queue name. Messages are stored in segments (see ``queue_segments``); a
+``QueueIndex`` over them, rebuilt in ``on_start``, holds each message's attempts, visibility
+and lease, and is written back as its segments' state whenever those change. The actor's
+alarm is set for the next moment something is due (a batch filled or timed out, a delayed
+message visible, a pull lease ending); deliveries run in the background (``wait_until``) and
+their outcomes are written when the consumer returns. Must stay true: a message leaves
+storage only when it was acked, or after it is durable in the dead-letter queue; a delivery
+is counted in storage before it starts, and one whose outcome is lost (crash, reset) is
+delivered again.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timezone
 from typing import Any
 
-from runtime import Actor, ActorResetError, AlarmInfo, now
+from runtime import Actor, ActorResetError, AlarmInfo, StorageLimitError, now
 
 from .errors import QueueLimitError
 from .message import ACK, RETRY, Message, MessageBatch
 from .message_codec import decode_body
 from .names import REGISTRY_BINDING
 from .queue_index import DELAYED, PULLED, PUSHED, READY, Entry, QueueIndex
+from .queue_segments import (
+    BODY,
+    CONTENT_TYPE,
+    CORRELATION_ID,
+    DEAD_LETTER,
+    ID,
+    PUSH_LEASE,
+    SEGMENT_PREFIX,
+    STATE_PREFIX,
+    TIMESTAMP,
+    VISIBLE_AT,
+    first_seq,
+    initial_state,
+    new_message,
+    segment_key,
+    state_key,
+)
 
 META_KEY = "meta"
-RECORD_PREFIX = "msg:"
-LOAD_CHUNK = 500
+SEGMENT_LOAD_CHUNK = 16  # segments are up to 128 KiB each
+STATE_LOAD_CHUNK = 128
 CHUNK = 128  # storage's limit of keys per call
 MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
 MAX_PEEK = 1000
-
-
-def record_key(seq: int) -> str:
-    return f"{RECORD_PREFIX}{seq:016x}"
-
-
-def record_seq(key: str) -> int:
-    return int(key[len(RECORD_PREFIX) :], 16)
 
 
 class QueueActor(Actor):
@@ -49,26 +61,36 @@ class QueueActor(Actor):
         self.counters: dict[str, int] = {k: meta.get(k, 0) for k in ("acked", "retried", "dead_lettered")}
         self.paused: bool = meta.get("paused", False)
         self.index = QueueIndex()
+        self.segments: dict[int, int] = {}  # first seq -> how many messages it was stored with
+        self.live: dict[int, int] = {}  # first seq -> how many of those are still stored
         self.free_slots = list(range(self.settings.max_concurrency))
+        states = {
+            first_seq(key): state
+            async for chunk in self._chunks(STATE_PREFIX, STATE_LOAD_CHUNK)
+            for key, state in chunk.items()
+        }
+        released = []
         moment = now()
-        released = {}
-        after = None
-        while True:
-            chunk = await self.storage.list(prefix=RECORD_PREFIX, start_after=after, limit=LOAD_CHUNK)
-            for key, record in chunk.items():
-                entry = Entry(record_seq(key), record["vis"], record["ts"], len(record["body"]))
-                lease = record["lease"]
-                if lease is not None and lease.get("push"):
-                    # The delivery that held this lease died with the process: deliver again.
-                    record["lease"] = None
-                    released[key] = record
-                elif lease is not None:
-                    entry.state, entry.lease_id, entry.lease_until = PULLED, lease["id"], lease["until"]
-                self.index.add(entry, moment)
-                after = key
-            if len(chunk) < LOAD_CHUNK:
-                break
-        await self._put_records(released)
+        async for chunk in self._chunks(SEGMENT_PREFIX, SEGMENT_LOAD_CHUNK):
+            for key, messages in chunk.items():
+                first = first_seq(key)
+                self.segments[first] = len(messages)
+                state = states.get(first) or initial_state(messages)
+                self.live[first] = sum(message_state is not None for message_state in state)
+                for offset, (message, message_state) in enumerate(zip(messages, state, strict=True)):
+                    if message_state is None:
+                        continue
+                    attempts, visible_at, lease = message_state
+                    entry = Entry(
+                        first + offset, visible_at, message[TIMESTAMP], len(message[BODY]), first, attempts
+                    )
+                    if lease == PUSH_LEASE:
+                        # The delivery that held this lease died with the process: deliver again.
+                        released.append(first)
+                    elif lease is not None:
+                        entry.state, entry.lease_id, entry.lease_until = PULLED, *lease
+                    self.index.add(entry, moment)
+        await self._save_states(released)
         await self._pump()
 
     @property
@@ -77,34 +99,18 @@ class QueueActor(Actor):
 
     # -- producers ----------------------------------------------------------------------------
 
-    async def enqueue(self, items: list[dict]) -> list[str]:
-        """Store ``items`` (already checked and encoded by the producer) and return their ids.
-
-        The caller's result is released only once they are durable (the output gate)."""
+    async def enqueue(self, messages: list[list[Any]]) -> None:
+        """Store ``messages`` (made by ``new_message``, bodies already checked and encoded by
+        the producer); returns once they are durable (the output gate holds the result)."""
         moment = now()
         # This event runs in the sender's task, so its correlation id is the sender's.
         sender_correlation_id = self.ctx.correlation_id
-        records = {}
-        for item in items:
-            seq = self.next_seq
-            self.next_seq += 1
-            visible_at = moment + item.get("delay", 0.0)
-            records[record_key(seq)] = {
-                "id": item["id"],
-                "body": item["body"],
-                "ct": item["ct"],
-                "ts": item["ts"],
-                "att": 0,
-                "vis": visible_at,
-                "cid": item.get("cid") or sender_correlation_id,
-                "dlq": item.get("dlq"),
-                "lease": None,
-            }
-            self.index.add(Entry(seq, visible_at, item["ts"], len(item["body"])), moment)
-        await self._put_records(records)
+        for message in messages:
+            if message[CORRELATION_ID] is None:
+                message[CORRELATION_ID] = sender_correlation_id
+        await self._store(messages, moment)
         await self._save_meta()
         await self._pump()
-        return [item["id"] for item in items]
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -127,16 +133,25 @@ class QueueActor(Actor):
         """The first ``limit`` stored messages, oldest first, unchanged."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PEEK:
             raise QueueLimitError(f"peek limit must be an int in 1..{MAX_PEEK}, got {limit!r}")
-        records = await self.storage.list(prefix=RECORD_PREFIX, limit=limit)
-        return [_view(r) for r in records.values()]
+        entries = []
+        for entry in self.index:
+            if len(entries) == limit:
+                break
+            entries.append(entry)
+        messages = await self._messages(entries)
+        return [_view(message, entry) for message, entry in zip(messages, entries, strict=True)]
 
     async def purge(self) -> int:
         """Delete every stored message; how many there were."""
-        keys = [record_key(entry.seq) for entry in self.index]
-        await self._delete_records(keys)
+        count = len(self.index)
+        keys = [key for first in self.segments for key in (segment_key(first), state_key(first))]
+        for start in range(0, len(keys), CHUNK):
+            await self.storage.delete_many(keys[start : start + CHUNK])
         self.index.clear()
+        self.segments.clear()
+        self.live.clear()
         await self._schedule()
-        return len(keys)
+        return count
 
     async def pause(self) -> None:
         self.paused = True
@@ -154,27 +169,33 @@ class QueueActor(Actor):
         queue only once they are durable in their new one."""
         wanted = None if ids is None else set(ids)
         waiting = [e for e in self.index if e.state in (READY, DELAYED)]
-        records = await self._get_records([record_key(e.seq) for e in waiting])
-        by_target: dict[str, list[tuple[str, dict]]] = {}
-        for key, record in records.items():
-            if wanted is not None and record["id"] not in wanted:
+        by_target: dict[str, list[tuple[Entry, list[Any]]]] = {}
+        for entry, message in zip(waiting, await self._messages(waiting), strict=True):
+            if wanted is not None and message[ID] not in wanted:
                 continue
-            target = to or (record["dlq"] or {}).get("queue")
+            target = to or (message[DEAD_LETTER] or {}).get("queue")
             if target is None:
-                raise QueueLimitError(f"message {record['id']} did not die in another queue; give 'to'")
+                raise QueueLimitError(f"message {message[ID]} did not die in another queue; give 'to'")
             self.registry.queue(target)  # QueueNotFoundError for an unknown name
-            by_target.setdefault(target, []).append((key, record))
+            by_target.setdefault(target, []).append((entry, message))
         moved = 0
-        for target, items in by_target.items():
-            fields = ("id", "body", "ct", "ts", "cid")
+        for target, chosen in by_target.items():
+            moment = now()
             await self.registry.actor(target).enqueue(
-                [{field: record[field] for field in fields} for _, record in items]
+                [
+                    new_message(
+                        message[ID],
+                        message[BODY],
+                        message[CONTENT_TYPE],
+                        message[TIMESTAMP],
+                        moment,
+                        message[CORRELATION_ID],
+                    )
+                    for _, message in chosen
+                ]
             )
-            keys = [key for key, _ in items]
-            await self._delete_records(keys)
-            for key in keys:
-                self.index.remove(record_seq(key))
-            moved += len(keys)
+            await self._remove([entry for entry, _ in chosen])
+            moved += len(chosen)
         await self._schedule()
         return moved
 
@@ -197,9 +218,12 @@ class QueueActor(Actor):
         if not chosen:
             return []
         self.index.pull(chosen, moment + visibility_timeout)
-        records = await self._count_attempt(chosen)
+        messages = await self._count_attempt(chosen)
         await self._schedule()
-        return [{**_view(records[record_key(e.seq)]), "lease_id": e.lease_id} for e in chosen]
+        return [
+            {**_view(message, entry), "lease_id": entry.lease_id}
+            for message, entry in zip(messages, chosen, strict=True)
+        ]
 
     async def settle_leases(self, acks: list[str], retries: list[list]) -> dict[str, int]:
         """Ack leases and retry others (``[lease_id, delay_seconds or None]``); leases that
@@ -221,15 +245,9 @@ class QueueActor(Actor):
         """Pull leases past their visibility timeout: the messages are ready again."""
         moment = now()
         expired = self.index.expired_leases(moment)
-        if not expired:
-            return
-        records = await self._get_records([record_key(e.seq) for e in expired])
-        for record in records.values():
-            record["lease"] = None
-            record["vis"] = moment
-        await self._put_records(records)
         for entry in expired:
             self.index.release(entry, moment, moment)
+        await self._save_states(entry.segment for entry in expired)
 
     # -- push delivery ------------------------------------------------------------------------
 
@@ -251,23 +269,17 @@ class QueueActor(Actor):
                 break
             chosen = self.index.take_ready(settings.max_batch_size)
             self.index.push(chosen)
-            records = await self._count_attempt(chosen)
-            self.ctx.wait_until(self._deliver(chosen, records, self.free_slots.pop(0)))
+            messages = await self._count_attempt(chosen)
+            self.ctx.wait_until(self._deliver(chosen, messages, self.free_slots.pop(0)))
         await self._schedule()
 
-    async def _count_attempt(self, entries: list[Entry]) -> dict[str, dict]:
-        """Record a delivery attempt and the lease of each entry; returns their records."""
-        records = await self._get_records([record_key(e.seq) for e in entries])
+    async def _count_attempt(self, entries: list[Entry]) -> list[list[Any]]:
+        """Count a delivery attempt of each (just leased) entry, in storage before the
+        delivery starts; returns their stored messages."""
         for entry in entries:
-            record = records[record_key(entry.seq)]
-            record["att"] += 1
-            record["lease"] = (
-                {"push": True}
-                if entry.state == PUSHED
-                else {"id": entry.lease_id, "until": entry.lease_until}
-            )
-        await self._put_records(records)
-        return records
+            entry.attempts += 1
+        await self._save_states(entry.segment for entry in entries)
+        return await self._messages(entries)
 
     async def _schedule(self) -> None:
         """Set the alarm for the next moment something is due (or clear it)."""
@@ -290,18 +302,25 @@ class QueueActor(Actor):
         elif current != due:
             await self.storage.set_alarm(due)
 
-    async def _deliver(self, entries: list[Entry], records: dict[str, dict], slot: int) -> None:
-        messages = [
-            Message(
-                id=record["id"],
-                timestamp=datetime.fromtimestamp(record["ts"], tz=timezone.utc),
-                body=decode_body(record["body"], record["ct"]),
-                attempts=record["att"],
-                correlation_id=record["cid"],
-            )
-            for record in (records[record_key(e.seq)] for e in entries)
-        ]
-        batch = MessageBatch(self.name, messages)
+    async def _deliver(self, entries: list[Entry], messages: list[list[Any]], slot: int) -> None:
+        # Messages sent together share a timestamp: make each datetime once.
+        stamps = {
+            ts: datetime.fromtimestamp(ts, tz=timezone.utc)
+            for ts in {message[TIMESTAMP] for message in messages}
+        }
+        batch = MessageBatch(
+            self.name,
+            [
+                Message(
+                    id=message[ID],
+                    timestamp=stamps[message[TIMESTAMP]],
+                    body=decode_body(message[BODY], message[CONTENT_TYPE]),
+                    attempts=entry.attempts,
+                    correlation_id=message[CORRELATION_ID],
+                )
+                for message, entry in zip(messages, entries, strict=True)
+            ],
+        )
         error = None
         try:
             await self.registry.consumer(self.name, slot).queue(batch)
@@ -318,34 +337,25 @@ class QueueActor(Actor):
     ) -> None:
         """Apply outcomes: acked messages go; retried ones wait, or die past max_retries."""
         settings = self.settings
-        present = [(e, o) for e, o in zip(entries, outcomes, strict=True) if self.index.get(e.seq) is e]
-        # Acked messages are only deleted: read back just the records that stay or move on.
-        records = await self._get_records(
-            [record_key(e.seq) for e, (verdict, _) in present if verdict != ACK]
-        )
         moment = now()
-        gone, retried, dead = [], {}, []
-        for entry, (verdict, delay) in present:
-            key = record_key(entry.seq)
+        acked, retried, dead = [], [], []
+        for entry, (verdict, delay) in zip(entries, outcomes, strict=True):
+            if self.index.get(entry.seq) is not entry:
+                continue  # purged or redriven meanwhile
             if verdict == ACK:
-                gone.append(key)
-                continue
-            record = records[key]
-            record["lease"] = None
-            if record["att"] > settings.max_retries:
-                dead.append(record)
-                gone.append(key)
+                acked.append(entry)
+            elif entry.attempts > settings.max_retries:
+                dead.append(entry)
             else:
-                record["vis"] = moment + (settings.retry_delay if delay is None else delay)
-                self.index.release(entry, record["vis"], moment)
-                retried[key] = record
+                self.index.release(entry, moment + (settings.retry_delay if delay is None else delay), moment)
+                retried.append(entry)
         if dead:
-            await self.registry.dead_letter(self.name, dead, error, moment)
-        await self._delete_records(gone)
-        await self._put_records(retried)
-        for key in gone:
-            self.index.remove(record_seq(key))
-        self.counters["acked"] += len(gone) - len(dead)
+            dead_messages = await self._messages(dead)
+            await self.registry.dead_letter(
+                self.name, dead_messages, [entry.attempts for entry in dead], error, moment
+            )
+        await self._remove(acked + dead, also_changed=retried)
+        self.counters["acked"] += len(acked)
         self.counters["retried"] += len(retried)
         self.counters["dead_lettered"] += len(dead)
         await self._save_meta()
@@ -353,33 +363,97 @@ class QueueActor(Actor):
 
     # -- storage ------------------------------------------------------------------------------
 
-    async def _get_records(self, keys: list[str]) -> dict[str, dict]:
-        records: dict[str, dict] = {}
-        for start in range(0, len(keys), CHUNK):
-            records.update(await self.storage.get_many(keys[start : start + CHUNK]))
-        return records
+    async def _messages(self, entries: list[Entry]) -> list[list[Any]]:
+        """The stored messages of ``entries``, in their order."""
+        firsts = list(dict.fromkeys(entry.segment for entry in entries))
+        segments: dict[int, list[list[Any]]] = {}
+        for start in range(0, len(firsts), CHUNK):
+            keys = [segment_key(first) for first in firsts[start : start + CHUNK]]
+            segments.update(
+                (first_seq(key), value) for key, value in (await self.storage.get_many(keys)).items()
+            )
+        return [segments[entry.segment][entry.seq - entry.segment] for entry in entries]
 
-    async def _put_records(self, records: dict[str, dict]) -> None:
-        keys = list(records)
-        for start in range(0, len(keys), CHUNK):
-            await self.storage.put_many({k: records[k] for k in keys[start : start + CHUNK]})
+    async def _store(self, messages: list[list[Any]], moment: float) -> None:
+        """Store ``messages`` as one segment, or as several if they are over the storage value
+        limit (a refused put writes nothing, so halving keeps them in order)."""
+        first = self.next_seq
+        try:
+            await self.storage.put(segment_key(first), messages)
+        except StorageLimitError:
+            if len(messages) == 1:
+                raise
+            half = len(messages) // 2
+            await self._store(messages[:half], moment)
+            await self._store(messages[half:], moment)
+            return
+        self.next_seq += len(messages)
+        self.segments[first] = self.live[first] = len(messages)
+        for seq, message in enumerate(messages, first):
+            self.index.add(
+                Entry(seq, message[VISIBLE_AT], message[TIMESTAMP], len(message[BODY]), first), moment
+            )
 
-    async def _delete_records(self, keys: list[str]) -> None:
+    async def _remove(self, entries: list[Entry], also_changed: Iterable[Entry] = ()) -> None:
+        """Forget ``entries`` and write the state of their segments (and those of
+        ``also_changed``)."""
+        for entry in entries:
+            self.index.remove(entry.seq)
+            self.live[entry.segment] -= 1
+        await self._save_states(entry.segment for entry in [*entries, *also_changed])
+
+    async def _save_states(self, firsts: Iterable[int]) -> None:
+        """Write the state of these segments from the index; delete those with no message left."""
+        puts: dict[str, list[Any]] = {}
+        deletes: list[str] = []
+        for first in dict.fromkeys(firsts):
+            if self.live[first]:
+                puts[state_key(first)] = [
+                    self._message_state(seq) for seq in range(first, first + self.segments[first])
+                ]
+            else:
+                deletes += [segment_key(first), state_key(first)]
+                del self.segments[first], self.live[first]
+        keys = list(puts)
         for start in range(0, len(keys), CHUNK):
-            await self.storage.delete_many(keys[start : start + CHUNK])
+            await self.storage.put_many({key: puts[key] for key in keys[start : start + CHUNK]})
+        for start in range(0, len(deletes), CHUNK):
+            await self.storage.delete_many(deletes[start : start + CHUNK])
+
+    def _message_state(self, seq: int) -> list[Any] | None:
+        entry = self.index.get(seq)
+        if entry is None:
+            return None
+        if entry.state == PUSHED:
+            lease: Any = PUSH_LEASE
+        elif entry.state == PULLED:
+            lease = [entry.lease_id, entry.lease_until]
+        else:
+            lease = None
+        return [entry.attempts, entry.visible_at, lease]
+
+    async def _chunks(self, prefix: str, size: int) -> AsyncIterator[dict[str, Any]]:
+        """Every record under ``prefix``, in key order, ``size`` at a time."""
+        after = None
+        while True:
+            chunk = await self.storage.list(prefix=prefix, start_after=after, limit=size)
+            yield chunk
+            if len(chunk) < size:
+                return
+            after = next(reversed(chunk))
 
     async def _save_meta(self) -> None:
         await self.storage.put(META_KEY, {"next_seq": self.next_seq, "paused": self.paused, **self.counters})
 
 
-def _view(record: dict[str, Any]) -> dict[str, Any]:
+def _view(message: list[Any], entry: Entry) -> dict[str, Any]:
     """A stored message as peek and pull return it (the body still encoded)."""
     return {
-        "id": record["id"],
-        "body": record["body"],
-        "content_type": record["ct"],
-        "attempts": record["att"],
-        "timestamp": record["ts"],
-        "correlation_id": record["cid"],
-        "dead_letter": record["dlq"],
+        "id": message[ID],
+        "body": message[BODY],
+        "content_type": message[CONTENT_TYPE],
+        "attempts": entry.attempts,
+        "timestamp": message[TIMESTAMP],
+        "correlation_id": message[CORRELATION_ID],
+        "dead_letter": message[DEAD_LETTER],
     }

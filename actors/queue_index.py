@@ -1,6 +1,7 @@
 """``QueueIndex``: the queue actor's in-memory view of its stored messages.
 
-Bodies stay in storage; the index keeps a small entry per message and the structures that
+Bodies stay in storage; the index keeps a small entry per message (which is also the truth
+about its attempts and lease, written to storage as its segment's state) and the structures that
 make each step cheap: messages ready to deliver in arrival order, a heap of delayed ones, a
 heap of pull leases by expiry, and running totals. Pure bookkeeping: no I/O, no clock (the
 caller passes ``now``). Heaps are cleaned lazily: a heap item whose entry has moved on is
@@ -26,6 +27,8 @@ class Entry:
     visible_at: float
     timestamp: float
     size: int
+    segment: int  # the seq of the first message stored with it
+    attempts: int = 0
     state: str = READY
     lease_id: str | None = None
     lease_until: float = float("inf")

@@ -281,6 +281,32 @@ async def test_sends_survive_a_restart(data_dir, autojump_clock):
         assert [m["id"] for m in await rt.queue("jobs").peek()] == ids
 
 
+async def test_a_batch_over_one_storage_value_is_kept_whole_and_in_order(data_dir, autojump_clock):
+    big = ["a" * 100_000, "b" * 100_000, "c"]  # 200,001 bytes: more than one stored value holds
+    async with open_queues(data_dir) as rt:
+        await rt.queue("jobs").pause()
+        ids = await rt.env.JOBS.send_batch([{"body": body, "content_type": "text"} for body in big])
+    async with open_queues(data_dir) as rt:
+        assert [(m["id"], m["body"]) for m in await rt.queue("jobs").peek()] == list(zip(ids, big))
+        await rt.queue("jobs").resume()
+        await trio.sleep(10)
+        assert bodies(0) == big
+        assert (await rt.queue("jobs").metrics())["backlog"] == 0
+
+
+async def test_mixed_outcomes_in_one_batch_survive_a_restart(data_dir, autojump_clock):
+    plans = ["ack", "retry-later", "ack", "retry-later", "ack"]
+    async with open_queues(data_dir, max_batch_size=5) as rt:
+        await rt.env.JOBS.send_batch([{"body": {"plan": plan, "n": n}} for n, plan in enumerate(plans)])
+        await trio.sleep(1)
+        assert (await rt.queue("jobs").metrics())["delayed"] == 2
+    async with open_queues(data_dir, max_batch_size=5) as rt:
+        waiting = await rt.queue("jobs").peek()
+        assert [(m["body"]["n"], m["attempts"]) for m in waiting] == [(1, 1), (3, 1)]
+        await trio.sleep(110)  # the retry delay, then the batch timeout for a partial batch
+        assert [(body["n"], attempts) for body, attempts in DELIVERED[-1][1]] == [(1, 2), (3, 2)]
+
+
 async def test_queue_routes(data_dir, autojump_clock):
     async with open_queues(data_dir) as rt:
         transport = httpx.ASGITransport(app=rt.asgi_app)
