@@ -398,8 +398,10 @@ class QueueActor(Actor):
         """Forget ``entries`` and write the state of their segments (and those of
         ``also_changed``)."""
         for entry in entries:
-            self.index.remove(entry.seq)
-            self.live[entry.segment] -= 1
+            # Skip what went meanwhile (a purge while the dead-letter queue or redrive
+            # target was being written).
+            if self.index.remove(entry.seq) is not None:
+                self.live[entry.segment] -= 1
         await self._save_states(entry.segment for entry in [*entries, *also_changed])
 
     async def _save_states(self, firsts: Iterable[int]) -> None:
@@ -407,6 +409,8 @@ class QueueActor(Actor):
         puts: dict[str, list[Any]] = {}
         deletes: list[str] = []
         for first in dict.fromkeys(firsts):
+            if first not in self.live:
+                continue  # purged
             if self.live[first]:
                 puts[state_key(first)] = [
                     self._message_state(seq) for seq in range(first, first + self.segments[first])
