@@ -19,6 +19,7 @@ from .errors import QueueLimitError, QueueNotFoundError
 from .message import PulledMessage
 from .message_codec import check_batch, check_delay, decode_body, encode_body
 from .names import QUEUES_BINDING, consumer_binding
+from .queue_telemetry import send_span
 
 
 class QueueRegistry:
@@ -26,6 +27,7 @@ class QueueRegistry:
 
     def __init__(self, rt: Any, settings: Mapping[str, Any]) -> None:
         self._settings = dict(settings)
+        self.tracing = rt.tracing
         self._actors: Namespace = rt.namespace(QUEUES_BINDING)
         self._consumers = {
             name: rt.namespace(consumer_binding(name)) for name, s in self._settings.items() if s.consumer
@@ -68,6 +70,7 @@ class QueueRegistry:
                 "ct": r["ct"],
                 "ts": r["ts"],
                 "cid": r["cid"],
+                "tp": r.get("tp"),
                 "dlq": {"queue": source, "attempts": r["att"], "error": error, "failed_at": failed_at},
             }
             for r in records
@@ -121,7 +124,8 @@ class Queue:
         }
 
     async def _enqueue(self, items: list[dict[str, Any]]) -> list[str]:
-        return await self._registry.actor(self.name).enqueue(items)
+        with send_span(self._registry.tracing, self.name, items):
+            return await self._registry.actor(self.name).enqueue(items)
 
     async def metrics(self) -> dict[str, Any]:
         """backlog (stored, not acked: delayed and in-flight included), in_flight, delayed,

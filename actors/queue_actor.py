@@ -21,6 +21,7 @@ from .message import ACK, RETRY, Message, MessageBatch
 from .message_codec import decode_body
 from .names import REGISTRY_BINDING
 from .queue_index import DELAYED, PULLED, PUSHED, READY, Entry, QueueIndex
+from .queue_telemetry import deliver_batch, log_settled
 
 META_KEY = "meta"
 RECORD_PREFIX = "msg:"
@@ -97,6 +98,7 @@ class QueueActor(Actor):
                 "att": 0,
                 "vis": visible_at,
                 "cid": item.get("cid") or sender_correlation_id,
+                "tp": item.get("tp"),
                 "dlq": item.get("dlq"),
                 "lease": None,
             }
@@ -166,7 +168,7 @@ class QueueActor(Actor):
             by_target.setdefault(target, []).append((key, record))
         moved = 0
         for target, items in by_target.items():
-            fields = ("id", "body", "ct", "ts", "cid")
+            fields = ("id", "body", "ct", "ts", "cid", "tp")
             await self.registry.actor(target).enqueue(
                 [{field: record[field] for field in fields} for _, record in items]
             )
@@ -304,7 +306,7 @@ class QueueActor(Actor):
         batch = MessageBatch(self.name, messages)
         error = None
         try:
-            await self.registry.consumer(self.name, slot).queue(batch)
+            await deliver_batch(self.registry, self.registry.consumer(self.name, slot), batch, records.values())
         except ActorResetError as exc:
             error = f"{type(exc).__name__}: {exc}"
         except Exception as exc:
@@ -348,6 +350,7 @@ class QueueActor(Actor):
         self.counters["acked"] += len(gone) - len(dead)
         self.counters["retried"] += len(retried)
         self.counters["dead_lettered"] += len(dead)
+        log_settled(self.name, retried.values(), dead, error, settings.dead_letter_queue)
         await self._save_meta()
         await self._pump()
 
