@@ -18,6 +18,7 @@ import trio
 
 from . import clock
 from .actor import Actor
+from .correlation import current_correlation_id
 from .errors import ActorResetError
 from .ids import ActorId, IdScheme, namespace_key
 from .instance import Instance
@@ -157,7 +158,12 @@ class Host:
             "actor %s reset: %s",
             instance.describe(),
             reason,
-            extra={"event": "actor.reset", "actor": instance.describe(), "reason": reason},
+            extra={
+                "event": "actor.reset",
+                "actor": instance.describe(),
+                "reason": reason,
+                "correlation_id": current_correlation_id.get(),
+            },
         )
         self.statistics.resets += 1
         self._forget(instance)

@@ -125,11 +125,12 @@ class ActorStub:
         For the built-in queues: ``batch`` is handed over as it is (its messages carry fresh
         copies of their bodies), so the handler's acks and retries are seen by the caller.
         Raises what the handler raised (as any event's error arrives)."""
-        await self._deliver(partial(_invoke_queue, batch), "queue")
+        label = f"queue consume {getattr(batch, 'queue', self._info.binding)}"
+        await self._deliver(partial(_invoke_queue, batch), "queue", label=label)
 
-    async def _deliver(self, handler: Any, what: str, *, observed: bool = False) -> Any:
+    async def _deliver(self, handler: Any, what: str, *, label: str = "", observed: bool = False) -> Any:
         if not observed and (self._timeout is not None or self._host.tracing.enabled):
-            return await self._deliver_observed(handler, what)
+            return await self._deliver_observed(handler, what, label)
         caller = current_instance.get()
         if caller is not None:
             await caller.output_gate()
@@ -141,12 +142,15 @@ class ActorStub:
         except Exception as exc:
             raise arrived(exc) from None
 
-    async def _deliver_observed(self, handler: Any, what: str) -> Any:
-        """``_deliver`` in a span, under the stub's time limit."""
+    async def _deliver_observed(self, handler: Any, what: str, label: str) -> Any:
+        """``_deliver`` in a span (named ``label``, or ``rpc BINDING.method``), under the
+        stub's time limit."""
         binding = self._info.binding
         name = self.id.name or self.id.hex
         with self._host.tracing.span(
-            f"rpc {binding}.{what}", kind="client", attributes={"roost.binding": binding, "roost.actor": name}
+            label or f"rpc {binding}.{what}",
+            kind="client",
+            attributes={"roost.binding": binding, "roost.actor": name},
         ):
             if self._timeout is None:
                 return await self._deliver(handler, what, observed=True)
