@@ -63,19 +63,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())
     try:
         config = load_config(args.config)
-    except ConfigError as exc:
-        print(f"roost: bad configuration: {exc}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    configure_logging(args.log_format, args.log_level, secrets=secret_values(config))
-    log.info(
-        "config %s loaded: %d actor bindings, %d queues, %d vars",
-        config.source,
-        len(config.actors),
-        len(config.queues),
-        len(config.vars),
-        extra={"event": "config.loaded", "config": config.source},
-    )
-    try:
+        configure_logging(args.log_format, args.log_level, secrets=secret_values(config))
+        log.info(
+            "config %s loaded: %d actor bindings, %d queues, %d vars",
+            config.source,
+            len(config.actors),
+            len(config.queues),
+            len(config.vars),
+            extra={"event": "config.loaded", "config": config.source},
+        )
         trio.run(
             partial(
                 serve_forever,
