@@ -41,9 +41,9 @@ def send_span(tracing: Any, queue: str, items: list[dict[str, Any]]) -> Iterator
 async def deliver_batch(
     registry: Any, consumer: ActorStub, batch: MessageBatch, records: Iterable[dict[str, Any]]
 ) -> None:
-    """Hand ``batch`` to ``consumer.queue`` within the queue's ``max_wall_time`` (past it the
-    handler is cancelled and ``CallTimeoutError`` raised, so the batch counts as failed), in
-    a span linked to the sends of its messages."""
+    """Hand ``batch`` to ``consumer.queue``, in a span linked to the sends of its messages,
+    within the queue's ``max_wall_time``: past it the handler is cancelled and
+    ``TimeoutError`` (naming the queue and the limit) raised, so the batch counts as failed."""
     settings = registry.settings(batch.queue)
     with registry.tracing.span(
         f"queue deliver {batch.queue}",
@@ -54,7 +54,15 @@ async def deliver_batch(
         },
         links=[record.get("tp") for record in records],
     ):
-        await consumer.with_options(timeout=settings.max_wall_time).queue(batch)
+        try:
+            await consumer.with_options(timeout=settings.max_wall_time).queue(batch)
+        except TimeoutError as exc:
+            if getattr(exc, "remote", False):  # the handler's own TimeoutError, not the limit
+                raise
+            limit = settings.max_wall_time
+            raise TimeoutError(
+                f"the consumer of queue {batch.queue} ran past max_wall_time ({limit} s)"
+            ) from None
 
 
 def log_settled(
