@@ -1,8 +1,9 @@
 """Job status: one ``JobStatusActor`` per job id, holding its status, progress and outcome.
 
 Fields are ``status`` (pending, processing, completed, failed), ``progress`` (0..100),
-``result`` and ``error``; the actor keeps ``created_at`` and ``updated_at`` itself, and the
-record expires ``ttl_seconds`` after its last update (its alarm deletes it).
+``result`` and ``error``; the actor keeps ``created_at``, ``updated_at`` and
+``correlation_id`` (of the first update that had one) itself, and the record expires
+``ttl_seconds`` after its last update (its alarm deletes it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class JobStatusActor(Actor):
         moment = now()
         record = await self.storage.get(RECORD_KEY) or {"job_id": self.id.name, "created_at": moment}
         record.update(fields)
+        _keep_correlation_id(record, self.ctx.correlation_id)
         record["updated_at"] = moment
         await self.storage.put(RECORD_KEY, record)
         await self.storage.set_alarm(moment + ttl_seconds)
@@ -45,6 +47,7 @@ class JobStatusActor(Actor):
             "created_at": now(),
             "total": 0,
         }
+        _keep_correlation_id(record, self.ctx.correlation_id)
         record["succeeded"] = record.get("succeeded", 0) + attempted - failed
         record["failures"] = record.get("failures", 0) + failed
         total = record.get("total") or record["succeeded"] or 1
@@ -60,6 +63,13 @@ class JobStatusActor(Actor):
 
     async def alarm(self, info: AlarmInfo) -> None:
         await self.storage.delete_all()
+
+
+def _keep_correlation_id(record: dict[str, Any], correlation_id: str | None) -> None:
+    """The job's correlation id is that of the first update made while handling an event that
+    had one (the request that started the job, or the queue message carrying its work)."""
+    if record.get("correlation_id") is None:
+        record["correlation_id"] = correlation_id
 
 
 def _check(fields: dict[str, Any], ttl_seconds: float) -> None:

@@ -19,7 +19,17 @@ from .errors import QueueLimitError, QueueNotFoundError
 from .message import PulledMessage
 from .message_codec import check_batch, check_delay, decode_body, encode_body
 from .names import QUEUES_BINDING, consumer_binding
-from .queue_segments import BODY, CONTENT_TYPE, CORRELATION_ID, ID, MAX_ERROR_CHARS, TIMESTAMP, new_message
+from .queue_segments import (
+    BODY,
+    CONTENT_TYPE,
+    CORRELATION_ID,
+    ID,
+    MAX_ERROR_CHARS,
+    TIMESTAMP,
+    TRACEPARENT,
+    new_message,
+)
+from .queue_telemetry import send_span
 
 
 class QueueRegistry:
@@ -27,6 +37,7 @@ class QueueRegistry:
 
     def __init__(self, rt: Any, settings: Mapping[str, Any]) -> None:
         self._settings = dict(settings)
+        self.tracing = rt.tracing
         self._actors: Namespace = rt.namespace(QUEUES_BINDING)
         self._consumers = {
             name: rt.namespace(consumer_binding(name)) for name, s in self._settings.items() if s.consumer
@@ -58,9 +69,9 @@ class QueueRegistry:
         return stub
 
     async def dead_letter(
-        self, source: str, messages: list[list[Any]], attempts: list[int], error: str | None, failed_at: float
+        self, source: str, failed: list[tuple[list[Any], int]], error: str | None, failed_at: float
     ) -> None:
-        """Move stored messages that ran out of retries (with each one's ``attempts``) to the
+        """Move stored messages that ran out of retries (each with its attempts) to the
         source's dead-letter queue, if it has one.
 
         Returns once they are durable there; without a dead-letter queue they are dropped."""
@@ -78,8 +89,9 @@ class QueueRegistry:
                     failed_at,
                     message[CORRELATION_ID],
                     {"queue": source, "attempts": count, "error": last_error, "failed_at": failed_at},
+                    message[TRACEPARENT],
                 )
-                for message, count in zip(messages, attempts, strict=True)
+                for message, count in failed
             ]
         )
 
@@ -129,7 +141,8 @@ class Queue:
         return ids
 
     async def _enqueue(self, messages: list[list[Any]]) -> None:
-        await self._registry.actor(self.name).enqueue(messages)
+        with send_span(self._registry.tracing, self.name, messages):
+            await self._registry.actor(self.name).enqueue(messages)
 
     async def metrics(self) -> dict[str, Any]:
         """backlog (stored, not acked: delayed and in-flight included), in_flight, delayed,

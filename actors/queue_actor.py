@@ -34,6 +34,7 @@ from .queue_segments import (
     SEGMENT_PREFIX,
     STATE_PREFIX,
     TIMESTAMP,
+    TRACEPARENT,
     VISIBLE_AT,
     first_seq,
     initial_state,
@@ -41,6 +42,7 @@ from .queue_segments import (
     segment_key,
     state_key,
 )
+from .queue_telemetry import deliver_batch, log_settled
 
 META_KEY = "meta"
 SEGMENT_LOAD_CHUNK = 16  # segments are up to 128 KiB each
@@ -190,6 +192,7 @@ class QueueActor(Actor):
                         message[TIMESTAMP],
                         moment,
                         message[CORRELATION_ID],
+                        traceparent=message[TRACEPARENT],
                     )
                     for _, message in chosen
                 ]
@@ -323,7 +326,12 @@ class QueueActor(Actor):
         )
         error = None
         try:
-            await self.registry.consumer(self.name, slot).queue(batch)
+            await deliver_batch(
+                self.registry,
+                self.registry.consumer(self.name, slot),
+                batch,
+                [message[TRACEPARENT] for message in messages],
+            )
         except ActorResetError as exc:
             error = f"{type(exc).__name__}: {exc}"
         except Exception as exc:
@@ -349,10 +357,14 @@ class QueueActor(Actor):
             else:
                 self.index.release(entry, moment + (settings.retry_delay if delay is None else delay), moment)
                 retried.append(entry)
-        if dead:
-            dead_messages = await self._messages(dead)
-            await self.registry.dead_letter(
-                self.name, dead_messages, [entry.attempts for entry in dead], error, moment
+        if retried or dead:
+            failed = list(
+                zip(await self._messages(retried + dead), [e.attempts for e in retried + dead], strict=True)
+            )
+            if dead:
+                await self.registry.dead_letter(self.name, failed[len(retried) :], error, moment)
+            log_settled(
+                self.name, failed[: len(retried)], failed[len(retried) :], error, settings.dead_letter_queue
             )
         await self._remove(acked + dead, also_changed=retried)
         self.counters["acked"] += len(acked)

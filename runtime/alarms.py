@@ -22,10 +22,12 @@ import trio
 from . import clock
 from .actor import Actor, AlarmInfo
 from .correlation import current_correlation_id
-from .errors import ActorError
+from .errors import ActorError, CallTimeoutError
 from .ids import NAMESPACE_KEY_BYTES, ActorId
+from .limits import ALARM_MAX_WALL_TIME_SECONDS
 from .store import keys
 from .store.env import Environment
+from .tracing import Tracing
 
 if TYPE_CHECKING:
     from .host import Host, NamespaceInfo
@@ -49,11 +51,13 @@ class AlarmStatistics:
 
 
 class _HandlerFailed(Exception):
-    """``alarm()`` raised; ``rearmed`` says whether it set or deleted the alarm first."""
+    """``alarm()`` raised or ran out of time; ``rearmed`` says whether it set or deleted the
+    alarm first; ``correlation_id`` is that of the event that set the alarm."""
 
-    def __init__(self, cause: BaseException, rearmed: bool) -> None:
+    def __init__(self, cause: BaseException, rearmed: bool, correlation_id: str | None) -> None:
         super().__init__(f"{type(cause).__name__}: {cause}")
         self.rearmed = rearmed
+        self.correlation_id = correlation_id
 
 
 def retry_delay_seconds(retry_count: int) -> float:
@@ -172,7 +176,7 @@ class AlarmScheduler:
                 log.error("alarm of actor %s: its namespace is not bound in this runtime", prefix.hex())
                 return False
             actor_id = ActorId(prefix[NAMESPACE_KEY_BYTES:], info.binding)
-            handler = partial(_run_alarm, AlarmInfo(retry_count, retry_count > 0), force)
+            handler = partial(_run_alarm, AlarmInfo(retry_count, retry_count > 0), force, host.tracing)
             try:
                 ran = await host.instance_for(info, actor_id).run(handler, max_inbox=host.max_inbox)
             except (ActorError, _HandlerFailed) as exc:
@@ -196,17 +200,41 @@ class AlarmScheduler:
         """Log a failed delivery and retry or drop it; True if a retry is waiting."""
         self.statistics.failed += 1
         where = f"{info.binding}:{actor_id.hex}"
+        fields = {
+            "actor": where,
+            "retry_count": retry_count,
+            "error": str(exc),
+            "correlation_id": getattr(exc, "correlation_id", None),
+        }
         if isinstance(exc, _HandlerFailed) and exc.rearmed:
-            log.warning("alarm of %s raised %s; the alarm it set replaces the retry", where, exc)
+            log.warning(
+                "alarm of %s raised %s; the alarm it set replaces the retry",
+                where,
+                exc,
+                extra={"event": "alarm.failed", **fields},
+            )
             return False
         if retry_count < MAX_ALARM_RETRIES:
             delay = retry_delay_seconds(retry_count + 1)
-            log.warning("alarm of %s raised %s; retry %d in %.1f s", where, exc, retry_count + 1, delay)
+            log.warning(
+                "alarm of %s raised %s; retry %d in %.1f s",
+                where,
+                exc,
+                retry_count + 1,
+                delay,
+                extra={"event": "alarm.retry", "retry_in_seconds": round(delay, 3), **fields},
+            )
             self.statistics.retried += 1
             heapq.heappush(self._retries, (clock.now() + delay, info.key + actor_id.raw, retry_count + 1))
             self._wakeup.set()
             return True
-        log.error("alarm of %s failed after %d retries and is dropped: %s", where, retry_count, exc)
+        log.error(
+            "alarm of %s failed after %d retries and is dropped: %s",
+            where,
+            retry_count,
+            exc,
+            extra={"event": "alarm.dropped", **fields},
+        )
         self.statistics.dropped += 1
         await self._drop(info, actor_id)
         return False
@@ -222,17 +250,22 @@ class AlarmScheduler:
             log.error("could not drop the alarm of %s:%s: %s", actor_id.namespace, actor_id.hex, exc)
 
 
-async def _run_alarm(info: AlarmInfo, force: bool, actor: Actor) -> bool:
+async def _run_alarm(info: AlarmInfo, force: bool, tracing: Tracing, actor: Actor) -> bool:
     """The alarm event, run through the actor's input gate. False if there was nothing due."""
     storage = actor.storage
     if not storage.alarm_ready(clock.now(), force=force):
         return False
     mark = storage.begin_alarm()
-    token = current_correlation_id.set(storage.alarm_correlation_id)
+    correlation_id = storage.alarm_correlation_id
+    token = current_correlation_id.set(correlation_id)
     try:
-        await actor.alarm(info)
+        with tracing.span(f"alarm {actor.ctx.id.namespace}", attributes={"roost.retry_count": info.retry_count}):
+            with trio.move_on_after(ALARM_MAX_WALL_TIME_SECONDS) as scope:
+                await actor.alarm(info)
+            if scope.cancelled_caught:
+                raise CallTimeoutError(f"alarm() ran past its limit of {ALARM_MAX_WALL_TIME_SECONDS} s")
     except Exception as exc:
-        raise _HandlerFailed(exc, storage.end_alarm(mark, succeeded=False)) from exc
+        raise _HandlerFailed(exc, storage.end_alarm(mark, succeeded=False), correlation_id) from exc
     finally:
         current_correlation_id.reset(token)
     storage.end_alarm(mark, succeeded=True)

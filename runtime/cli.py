@@ -1,5 +1,7 @@
 """``roost serve``: load ``roost.toml``, open the runtime, serve it with hypercorn on trio.
 
+Logs go to stderr as text or JSON lines (``--log-format``), with every secret var redacted.
+
 SIGINT or SIGTERM stops accepting connections, lets in-flight requests finish, closes the
 runtime (every pending write committed) and exits 0; a second signal exits at once, which
 loses nothing acknowledged, since every acknowledged write is durable already.
@@ -18,8 +20,10 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from .config import Config, load_config
+from .config import Config, load_config, secret_values
 from .errors import ConfigError
+from .limits import DEFAULT_REQUEST_TIMEOUT_SECONDS
+from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from .system import open_runtime
 
 log = logging.getLogger("roost.serve")
@@ -41,27 +45,63 @@ def main(argv: list[str] | None = None) -> int:
         "--port", type=int, default=DEFAULT_PORT, help="port, 0 for any free one (default: %(default)s)"
     )
     serve.add_argument("--data-dir", help="LMDB data directory (default: data_dir of the config)")
+    serve.add_argument(
+        "--log-format", choices=LOG_FORMATS, default="text", help="text or JSON lines (default: %(default)s)"
+    )
+    serve.add_argument("--log-level", choices=LOG_LEVELS, default="info", help="(default: %(default)s)")
+    serve.add_argument(
+        "--request-timeout",
+        type=float,
+        default=DEFAULT_REQUEST_TIMEOUT_SECONDS,
+        help="seconds an HTTP request may take before it is answered 504 (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
+    if not args.request_timeout > 0:
+        parser.error(f"--request-timeout must be a positive number of seconds, not {args.request_timeout}")
     # Import paths in the config resolve from the current directory, as with `python -m`.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         config = load_config(args.config)
-        trio.run(partial(serve_forever, config, host=args.host, port=args.port, data_dir=args.data_dir))
+        configure_logging(args.log_format, args.log_level, secrets=secret_values(config))
+        log.info(
+            "config %s loaded: %d actor bindings, %d queues, %d vars",
+            config.source,
+            len(config.actors),
+            len(config.queues),
+            len(config.vars),
+            extra={"event": "config.loaded", "config": config.source},
+        )
+        trio.run(
+            partial(
+                serve_forever,
+                config,
+                host=args.host,
+                port=args.port,
+                data_dir=args.data_dir,
+                request_timeout=args.request_timeout,
+            )
+        )
     except ConfigError as exc:
         print(f"roost: bad configuration: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     return 0
 
 
-async def serve_forever(config: Config, *, host: str, port: int, data_dir: str | None) -> None:
+async def serve_forever(
+    config: Config,
+    *,
+    host: str,
+    port: int,
+    data_dir: str | None,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+) -> None:
     """Serve until SIGINT or SIGTERM, then shut down cleanly."""
     shutdown = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, signals, shutdown)
-            async with open_runtime(config, data_dir=data_dir) as rt:
+            async with open_runtime(config, data_dir=data_dir, request_timeout=request_timeout) as rt:
                 settings = HypercornConfig()
                 settings.bind = [f"{host}:{port}"]
                 settings.graceful_timeout = GRACEFUL_TIMEOUT_SECONDS
@@ -72,19 +112,29 @@ async def serve_forever(config: Config, *, host: str, port: int, data_dir: str |
                         partial(hypercorn_serve, rt.asgi_app, settings, shutdown_trigger=shutdown.wait)
                     )
                     log.info(
-                        "serving on %s (config %s, data dir %s)", " ".join(binds), config.source, rt.data_dir
+                        "serving on %s (config %s, data dir %s)",
+                        " ".join(binds),
+                        config.source,
+                        rt.data_dir,
+                        extra={"event": "serve.started", "binds": binds, "data_dir": rt.data_dir},
                     )
-                log.info("stopped accepting; closing the runtime")
-            log.info("runtime closed; every acknowledged write is on disk")
+                log.info("stopped accepting; closing the runtime", extra={"event": "shutdown.draining"})
+            log.info("runtime closed; every acknowledged write is on disk", extra={"event": "shutdown.done"})
             nursery.cancel_scope.cancel()
 
 
 async def _watch_signals(signals: trio.abc.ReceiveChannel[int], shutdown: trio.Event) -> None:
     async for signum in signals:
         if shutdown.is_set():
-            log.warning("second %s: exiting now", signal.Signals(signum).name)
+            log.warning(
+                "second %s: exiting now", signal.Signals(signum).name, extra={"event": "shutdown.forced"}
+            )
             os._exit(EXIT_SECOND_SIGNAL)
-        log.info("%s: shutting down (a second signal exits at once)", signal.Signals(signum).name)
+        log.info(
+            "%s: shutting down (a second signal exits at once)",
+            signal.Signals(signum).name,
+            extra={"event": "shutdown.started", "signal": signal.Signals(signum).name},
+        )
         shutdown.set()
 
 

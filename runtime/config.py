@@ -15,6 +15,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .extensions import load_object
+from .limits import DEFAULT_CONSUMER_MAX_WALL_TIME_SECONDS
 
 BINDING_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
@@ -32,6 +33,7 @@ class QueueConfig:
     dead_letter_queue: str | None = None
     max_concurrency: int = 1
     retry_delay: float = 0.0
+    max_wall_time: float = DEFAULT_CONSUMER_MAX_WALL_TIME_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +74,11 @@ _CONSUMER_SETTINGS: dict[str, tuple[type | tuple[type, ...], float | None, float
     "max_retries": (int, 0, 100),
     "max_concurrency": (int, 1, 250),
     "retry_delay": ((int, float), 0, 86400),
+    "max_wall_time": ((int, float), 1, 86400),
 }
+# A var is a secret (never written to a log line) when a [[webhooks]] names it, or when its
+# name says so.
+SECRET_NAME_PARTS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "API_KEY", "PRIVATE_KEY")
 _TOP_KEYS = {
     "data_dir",
     "vars",
@@ -169,6 +175,17 @@ def merge(
     )
     check_bindings(result)
     return result
+
+
+def secret_values(config: Config) -> list[str]:
+    """The values of the vars that are secrets: those a [[webhooks]] names as its ``secret``,
+    and those whose name contains SECRET, TOKEN, PASSWORD, PASSWD, API_KEY or PRIVATE_KEY."""
+    named = {hook.secret for hook in config.webhooks.values()}
+    return [
+        value
+        for name, value in config.vars.items()
+        if name in named or any(part in name.upper() for part in SECRET_NAME_PARTS)
+    ]
 
 
 def check_bindings(config: Config) -> None:

@@ -6,6 +6,7 @@
     ├── OverloadedError             an actor's inbox is full
     ├── ActorResetError             the instance was reset while the event was pending
     ├── DataCloneError              (also TypeError) a value msgpack cannot copy
+    ├── CallTimeoutError            (also TimeoutError) a call ran past its time limit
     └── StorageError                storage failed (a commit, the LMDB environment)
         └── StorageLimitError       (also ValueError) a key or value over its limit
 
@@ -53,6 +54,11 @@ class DataCloneError(ActorError, TypeError):
     """A value cannot be copied through msgpack (unsupported type, naive datetime, ...)."""
 
 
+class CallTimeoutError(ActorError, TimeoutError):
+    """A call ran past its time limit (``stub.with_options(timeout=...)``, a consumer's
+    ``max_wall_time``, ``alarm()``'s limit, an HTTP request's timeout) and was cancelled."""
+
+
 class StorageError(ActorError):
     """Durable storage failed: a commit, or the LMDB environment itself."""
 
@@ -75,6 +81,7 @@ ROOST_ERRORS: dict[str, type[ActorError]] = {
         OverloadedError,
         ActorResetError,
         DataCloneError,
+        CallTimeoutError,
         StorageError,
         StorageLimitError,
     )

@@ -18,12 +18,14 @@ import trio
 
 from . import clock
 from .actor import Actor
+from .correlation import current_correlation_id
 from .errors import ActorResetError
 from .ids import ActorId, IdScheme, namespace_key
 from .instance import Instance
 from .storage import Storage
 from .store.committer import Committer, Writer
 from .store.env import Environment
+from .tracing import Tracing
 
 if TYPE_CHECKING:
     from .alarms import AlarmScheduler
@@ -71,6 +73,8 @@ class Host:
         # Told of every committed alarm change (the alarm scheduler).
         self.on_alarm_committed: Callable[[bytes, float | None], None] | None = None
         self.alarm_scheduler: AlarmScheduler | None = None
+        # Spans of events (on when a tracer provider was set before the runtime opened).
+        self.tracing = Tracing(enabled=False)
         self.env: Env | None = None
         self._instances: dict[bytes, Instance] = {}
         # prefix -> done event of the last commit of an instance that is gone
@@ -150,7 +154,17 @@ class Host:
         """Drop ``instance``: its pending events fail with ``ActorResetError(reason)``."""
         if instance.reset_reason is not None:
             return
-        log.warning("actor %s reset: %s", instance.describe(), reason)
+        log.warning(
+            "actor %s reset: %s",
+            instance.describe(),
+            reason,
+            extra={
+                "event": "actor.reset",
+                "actor": instance.describe(),
+                "reason": reason,
+                "correlation_id": current_correlation_id.get(),
+            },
+        )
         self.statistics.resets += 1
         self._forget(instance)
         instance.mark_reset(reason)

@@ -88,9 +88,17 @@ class Instance:
     async def run(self, handler: Callable[[Actor], Awaitable[T]], *, max_inbox: int) -> T:
         """Deliver one event: wait for the input gate, run ``handler``, pass the output gate."""
         if self.active >= max_inbox:
-            raise OverloadedError(
-                f"actor {self.describe()} has {self.active} events pending; the limit is {max_inbox}"
+            message = f"actor {self.describe()} has {self.active} events pending; the limit is {max_inbox}"
+            log.warning(
+                "%s",
+                message,
+                extra={
+                    "event": "actor.overloaded",
+                    "actor": self.describe(),
+                    "correlation_id": current_correlation_id.get(),
+                },
             )
+            raise OverloadedError(message)
         self.active += 1
         try:
             gate = self.gate

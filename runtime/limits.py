@@ -10,6 +10,11 @@ MAX_KEYS_PER_CALL = 128
 DEFAULT_IDLE_TIMEOUT_SECONDS = 60.0
 DEFAULT_MAX_INBOX = 1000
 BLOCK_CONCURRENCY_TIMEOUT_SECONDS = 30.0
+# Cloudflare's wall-time limits: 15 minutes for a queue consumer and for alarm(), 100 s for
+# an HTTP request before its proxy gives up.
+DEFAULT_CONSUMER_MAX_WALL_TIME_SECONDS = 900.0
+ALARM_MAX_WALL_TIME_SECONDS = 900.0
+DEFAULT_REQUEST_TIMEOUT_SECONDS = 100.0
 
 # LMDB's default build refuses keys of 511 bytes or more.
 LMDB_MAX_KEY_BYTES = 511

@@ -13,9 +13,11 @@ from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import trio
+
 from . import codec
 from .actor import RESERVED_METHODS, Actor
-from .errors import MethodNotFoundError
+from .errors import CallTimeoutError, MethodNotFoundError
 from .host import Host, NamespaceInfo
 from .ids import ActorId
 from .instance import current_instance
@@ -68,14 +70,29 @@ class ActorStub:
     results are copied (``DataCloneError`` in the caller for a value that cannot be); errors
     raised by the actor arrive as described in ``runtime.remote_errors``. A call that finds
     the actor idle and has nothing to wait for completes without yielding to trio.
+    ``with_options(timeout=...)`` gives a stub whose calls have a time limit.
     """
 
-    __slots__ = ("_host", "_info", "id")
+    __slots__ = ("_host", "_info", "id", "_timeout")
 
-    def __init__(self, host: Host, info: NamespaceInfo, actor_id: ActorId) -> None:
+    def __init__(
+        self, host: Host, info: NamespaceInfo, actor_id: ActorId, timeout: float | None = None
+    ) -> None:
         self._host = host
         self._info = info
         self.id = actor_id
+        self._timeout = timeout
+
+    def with_options(self, *, timeout: float | None = None) -> ActorStub:
+        """A stub for the same actor whose calls give up after ``timeout`` seconds (None: no
+        limit, the default): the event is cancelled at its next await, as if the caller had
+        been, and the caller gets ``CallTimeoutError`` (a ``TimeoutError``). Writes the event
+        made before stay. ``ValueError`` for a timeout that is not a positive number."""
+        if timeout is not None and (
+            isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0
+        ):
+            raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+        return ActorStub(self._host, self._info, self.id, timeout)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
@@ -85,7 +102,7 @@ class ActorStub:
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
         payload = codec.encode((args, kwargs))
-        return codec.decode(await self._deliver(partial(_invoke, method, payload)))
+        return codec.decode(await self._deliver(partial(_invoke, method, payload), method))
 
     async def fetch(
         self,
@@ -100,7 +117,7 @@ class ActorStub:
             request = _copy_request(request_or_path)
         else:
             request = _request_from_path(request_or_path, method, headers, body)
-        return await self._deliver(partial(_invoke_fetch, request))
+        return await self._deliver(partial(_invoke_fetch, request), "fetch")
 
     async def queue(self, batch: Any) -> None:
         """Deliver a queue batch to the actor's ``queue(batch)`` handler, through its gates.
@@ -108,9 +125,12 @@ class ActorStub:
         For the built-in queues: ``batch`` is handed over as it is (its messages carry fresh
         copies of their bodies), so the handler's acks and retries are seen by the caller.
         Raises what the handler raised (as any event's error arrives)."""
-        await self._deliver(partial(_invoke_queue, batch))
+        label = f"queue consume {getattr(batch, 'queue', self._info.binding)}"
+        await self._deliver(partial(_invoke_queue, batch), "queue", label=label)
 
-    async def _deliver(self, handler: Any) -> Any:
+    async def _deliver(self, handler: Any, what: str, *, label: str = "", observed: bool = False) -> Any:
+        if not observed and (self._timeout is not None or self._host.tracing.enabled):
+            return await self._deliver_observed(handler, what, label)
         caller = current_instance.get()
         if caller is not None:
             await caller.output_gate()
@@ -121,6 +141,22 @@ class ActorStub:
             return await instance.run(handler, max_inbox=host.max_inbox)
         except Exception as exc:
             raise arrived(exc) from None
+
+    async def _deliver_observed(self, handler: Any, what: str, label: str) -> Any:
+        """``_deliver`` in a span (named ``label``, or ``rpc BINDING.method``), under the
+        stub's time limit."""
+        binding = self._info.binding
+        name = self.id.name or self.id.hex
+        with self._host.tracing.span(
+            label or f"rpc {binding}.{what}",
+            kind="client",
+            attributes={"roost.binding": binding, "roost.actor": name},
+        ):
+            if self._timeout is None:
+                return await self._deliver(handler, what, observed=True)
+            with trio.move_on_after(self._timeout):
+                return await self._deliver(handler, what, observed=True)
+            raise CallTimeoutError(f"{what} on actor {binding}:{name} took more than {self._timeout} s")
 
     def __repr__(self) -> str:
         return f"<ActorStub {self._info.binding}:{self.id.hex}>"

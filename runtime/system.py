@@ -23,16 +23,26 @@ from .errors import ConfigError
 from .extensions import BUILTINS, Extension, load_extension
 from .host import Host, NamespaceInfo
 from .http import create_app
-from .limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_MAP_SIZE_BYTES, DEFAULT_MAX_INBOX
+from .limits import (
+    DEFAULT_IDLE_TIMEOUT_SECONDS,
+    DEFAULT_MAP_SIZE_BYTES,
+    DEFAULT_MAX_INBOX,
+    DEFAULT_REQUEST_TIMEOUT_SECONDS,
+)
 from .store.committer import Committer
 from .store.env import Environment
 from .stubs import Env, Namespace
+from .tracing import Tracing, open_tracing
 
 log = logging.getLogger("roost.runtime")
 
 
 class Runtime:
-    """A running Roost: namespaces by binding, the shared ``env``, and statistics."""
+    """A running Roost: namespaces by binding, the shared ``env``, and statistics.
+
+    ``tracing`` makes its spans (``runtime.tracing``); the built-in actors reach it here,
+    as they reach the runtime only through its public names and this object."""
+    request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
 
     def __init__(
         self, config: Config, store: Environment, committer: Committer, host: Host, alarms: AlarmScheduler
@@ -47,6 +57,7 @@ class Runtime:
         self._asgi_app: Any = None
         self._namespaces: dict[str, Namespace] = {}
         self.env: Env = Env({})
+        self.tracing = Tracing(enabled=False)
 
     def namespace(self, binding: str) -> Namespace:
         """The namespace bound as ``binding``; ``KeyError`` naming the known ones if absent."""
@@ -128,6 +139,7 @@ async def open_runtime(
     webhooks: list[Mapping[str, Any]] | None = None,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
     max_inbox: int = DEFAULT_MAX_INBOX,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
     map_size: int = DEFAULT_MAP_SIZE_BYTES,
     max_map_size: int = DEFAULT_MAP_SIZE_BYTES,
     extensions: tuple[str, ...] = (BUILTINS,),
@@ -137,8 +149,10 @@ async def open_runtime(
     ``config`` is what ``load_config`` returns or a dict shaped like ``roost.toml``; keyword
     arguments add to it. ``idle_timeout`` (seconds) is how long an idle instance stays in
     memory; ``max_inbox`` how many events may be pending for one actor before callers get
-    ``OverloadedError``. ``map_size`` is the LMDB map to start with and ``max_map_size`` the
-    most it may grow to (bytes). Raises ``ConfigError`` for a bad configuration.
+    ``OverloadedError``. ``request_timeout`` (seconds) is how long an HTTP request to
+    ``rt.asgi_app`` may take before it is cancelled and answered 504. ``map_size`` is the
+    LMDB map to start with and ``max_map_size`` the most it may grow to (bytes). Raises
+    ``ConfigError`` for a bad configuration.
     """
     resolved = _resolve_config(
         config, data_dir=data_dir, actors=actors, queues=queues, vars=vars, webhooks=webhooks
@@ -147,6 +161,7 @@ async def open_runtime(
         raise ConfigError(f"{resolved.source}: no data_dir given (set data_dir, or pass data_dir=...)")
     _check_positive("idle_timeout", idle_timeout)
     _check_positive("max_inbox", max_inbox)
+    _check_positive("request_timeout", request_timeout)
     loaded = [load_extension(path) for path in extensions]
     classes = dict(resolved.actors)
     for extension in loaded:
@@ -165,7 +180,9 @@ async def open_runtime(
     host.on_alarm_committed = alarms.alarm_committed
     host.alarm_scheduler = alarms
     rt = Runtime(resolved, store, committer, host, alarms)
+    rt.tracing = host.tracing = open_tracing()
     rt._extensions = loaded
+    rt.request_timeout_seconds = request_timeout
     bindings: dict[str, Any] = dict(resolved.vars)
     for binding, cls in classes.items():
         namespace = rt._bind(host.add_namespace(binding, cls))

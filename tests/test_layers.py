@@ -19,6 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # DESIGN.md "Layers": module (or package) -> layer number; lower layers sit above.
 LAYERS = {
     "errors": 1, "limits": 1, "codec": 1, "ids": 1, "request": 1, "extensions": 1, "correlation": 1,
+    "logs": 1, "tracing": 1,
     "config": 2, "clock": 2, "store": 2,
     "storage": 3,
     "gates": 4, "actor": 4, "instance": 4, "host": 4, "alarms": 4,

@@ -1,25 +1,33 @@
 """``create_app(rt)``: the quart-trio app behind ``rt.asgi_app``.
 
 Every route goes through one adapter: it assigns the request id (the request's own
-``x-request-id`` or a new one) and makes it the correlation id of the events it causes,
-reads the body under the size limit, turns the Quart request into a ``runtime.Request``,
-and turns whatever the handler returned or raised into a response. Handlers, core and
-extension ones alike, are ``async handler(rt, request, **params) -> Response | dict | list``.
+``x-request-id``, the trace id of its ``traceparent``, or a new one) and makes it the
+correlation id of the events it causes, reads the body under the size limit, turns the
+Quart request into a ``runtime.Request``, runs the handler in a span and under the
+runtime's request timeout (504 past it), and turns whatever the handler returned or raised
+into a response. Handlers, core and extension ones alike, are
+``async handler(rt, request, **params) -> Response | dict | list``.
 """
 
 from __future__ import annotations
 
 import logging
-import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import trio
 from quart import Response as QuartResponse
 from quart import g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ..correlation import current_correlation_id
+from ..correlation import (
+    REQUEST_ID_HEADER,
+    TRACEPARENT_HEADER,
+    correlation_id_from_headers,
+    current_correlation_id,
+)
+from ..errors import CallTimeoutError
 from ..request import Request, Response, as_response
 from . import actor_routes, metrics
 from .errors import HttpError, error_response
@@ -27,8 +35,6 @@ from .errors import HttpError, error_response
 log = logging.getLogger("roost.http")
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
-REQUEST_ID_HEADER = "x-request-id"
-MAX_REQUEST_ID_CHARS = 200
 
 Handler = Callable[..., Awaitable[Any]]
 # (HTTP methods, URL rule in Quart's syntax, handler)
@@ -58,8 +64,7 @@ def create_app(
     @app.before_request
     async def assign_request_id() -> None:
         counter["requests"] += 1
-        given = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = given if 0 < len(given) <= MAX_REQUEST_ID_CHARS else uuid.uuid4().hex
+        g.request_id = correlation_id_from_headers(request.headers)
 
     @app.after_request
     async def add_request_id(response: QuartResponse) -> QuartResponse:
@@ -104,16 +109,27 @@ def _core_routes(counter: dict[str, int]) -> list[Route]:
 
 async def _serve(rt: Any, handler: Handler, params: dict[str, str]) -> QuartResponse:
     token = current_correlation_id.set(g.request_id)
+    timeout = rt.request_timeout_seconds
+    rule = request.url_rule.rule if request.url_rule is not None else request.path
     try:
-        body = await request.get_data(cache=False)
-        req = Request(
-            method=request.method,
-            path=request.path,
-            query={k: request.args.get(k, "") for k in request.args},
-            headers={k.lower(): v for k, v in request.headers.items()},
-            body=body if isinstance(body, bytes) else body.encode(),
-        )
-        response = as_response(await handler(rt, req, **params))
+        with rt.tracing.span(
+            f"HTTP {request.method} {rule}",
+            kind="server",
+            parent=request.headers.get(TRACEPARENT_HEADER),
+            attributes={"http.request.method": request.method, "url.path": request.path, "http.route": rule},
+        ):
+            with trio.move_on_after(timeout) as scope:
+                body = await request.get_data(cache=False)
+                req = Request(
+                    method=request.method,
+                    path=request.path,
+                    query={k: request.args.get(k, "") for k in request.args},
+                    headers={k.lower(): v for k, v in request.headers.items()},
+                    body=body if isinstance(body, bytes) else body.encode(),
+                )
+                response = as_response(await handler(rt, req, **params))
+            if scope.cancelled_caught:
+                raise CallTimeoutError(f"{request.method} {request.path} took more than {timeout} s")
     except HTTPException:
         raise
     except Exception as exc:

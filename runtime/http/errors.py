@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ..errors import (
     ActorResetError,
+    CallTimeoutError,
     DataCloneError,
     MethodNotFoundError,
     OverloadedError,
@@ -39,6 +40,7 @@ _STATUS_BY_CLASS: tuple[tuple[type[BaseException], int], ...] = (
     (MethodNotFoundError, 404),
     (OverloadedError, 429),
     (ActorResetError, 503),
+    (CallTimeoutError, 504),
     (DataCloneError, 400),
     (StorageLimitError, 400),
 )

@@ -1,0 +1,112 @@
+"""What the queues report about their messages: a log line per failed delivery and per
+dead-lettered message, and the spans of sends and batch deliveries.
+
+A message's send span is stored with it as a W3C traceparent (``tp``), so the span of each
+batch delivery links to the sends of the messages it carries, across retries, restarts and
+redrives. Tracing comes from the runtime (``rt.tracing``); with it off, these functions only
+log. Must not decide anything about the messages: the queue actor does, then reports here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from runtime import ActorStub
+
+from .message import MessageBatch
+
+log = logging.getLogger("roost.queues")
+
+
+@contextmanager
+def send_span(tracing: Any, queue: str, items: list[dict[str, Any]]) -> Iterator[None]:
+    """The span of one send (or send_batch) to ``queue``; its traceparent goes with ``items``."""
+    if not tracing.enabled:
+        yield
+        return
+    with tracing.span(
+        f"queue send {queue}",
+        kind="producer",
+        attributes={"messaging.destination.name": queue, "messaging.batch.message_count": len(items)},
+    ):
+        traceparent = tracing.current_traceparent()
+        for item in items:
+            item["tp"] = traceparent
+        yield
+
+
+async def deliver_batch(
+    registry: Any, consumer: ActorStub, batch: MessageBatch, records: Iterable[dict[str, Any]]
+) -> None:
+    """Hand ``batch`` to ``consumer.queue``, in a span linked to the sends of its messages,
+    within the queue's ``max_wall_time``: past it the handler is cancelled and
+    ``TimeoutError`` (naming the queue and the limit) raised, so the batch counts as failed."""
+    settings = registry.settings(batch.queue)
+    with registry.tracing.span(
+        f"queue deliver {batch.queue}",
+        kind="consumer",
+        attributes={
+            "messaging.destination.name": batch.queue,
+            "messaging.batch.message_count": len(batch.messages),
+        },
+        links=[record.get("tp") for record in records],
+    ):
+        try:
+            await consumer.with_options(timeout=settings.max_wall_time).queue(batch)
+        except TimeoutError as exc:
+            if getattr(exc, "remote", False):  # the handler's own TimeoutError, not the limit
+                raise
+            limit = settings.max_wall_time
+            raise TimeoutError(
+                f"the consumer of queue {batch.queue} ran past max_wall_time ({limit} s)"
+            ) from None
+
+
+def log_settled(
+    queue: str,
+    retried: Iterable[dict[str, Any]],
+    dead: Iterable[dict[str, Any]],
+    error: str | None,
+    dead_letter_queue: str | None,
+) -> None:
+    """One line per message that failed its delivery and waits for a retry, and one per
+    message that ran out of retries (dead-lettered, or dropped without a dead-letter queue)."""
+    for record in retried:
+        log.warning(
+            "message %s on queue %s failed attempt %d: %s",
+            record["id"],
+            queue,
+            record["att"],
+            error,
+            extra=_fields("queue.delivery_failed", queue, record, error),
+        )
+    for record in dead:
+        where = (
+            f"dead-lettered to {dead_letter_queue}" if dead_letter_queue else "dropped (no dead-letter queue)"
+        )
+        log.error(
+            "message %s on queue %s %s after %d attempts: %s",
+            record["id"],
+            queue,
+            where,
+            record["att"],
+            error,
+            extra={
+                **_fields("queue.dead_lettered", queue, record, error),
+                "dead_letter_queue": dead_letter_queue,
+            },
+        )
+
+
+def _fields(event: str, queue: str, record: dict[str, Any], error: str | None) -> dict[str, Any]:
+    return {
+        "event": event,
+        "queue": queue,
+        "message_id": record["id"],
+        "attempts": record["att"],
+        "correlation_id": record["cid"],
+        "error": error,
+    }
