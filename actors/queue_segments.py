@@ -21,7 +21,8 @@ STATE_PREFIX = "st:"
 
 # The fields of a stored message, in the order of its list. Producers build messages in this
 # shape and the queue actor stores them as they come, filling in a missing correlation id.
-ID, BODY, CONTENT_TYPE, TIMESTAMP, CORRELATION_ID, DEAD_LETTER, VISIBLE_AT = range(7)
+# TRACEPARENT is the W3C traceparent of the send's span, when tracing is on.
+ID, BODY, CONTENT_TYPE, TIMESTAMP, CORRELATION_ID, DEAD_LETTER, VISIBLE_AT, TRACEPARENT = range(8)
 
 # A message's state: [attempts, visible_at, lease]; the lease is None, PUSH_LEASE while it is
 # in a batch with the push consumer, or [lease_id, until] while a pull consumer holds it.
@@ -38,9 +39,10 @@ def new_message(
     visible_at: float,
     correlation_id: str | None = None,
     dead_letter: dict[str, Any] | None = None,
+    traceparent: str | None = None,
 ) -> list[Any]:
     """A message as it is sent to the queue actor and stored (see the field order above)."""
-    return [message_id, body, content_type, timestamp, correlation_id, dead_letter, visible_at]
+    return [message_id, body, content_type, timestamp, correlation_id, dead_letter, visible_at, traceparent]
 
 
 def segment_key(first: int) -> str:

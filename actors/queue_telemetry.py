@@ -1,7 +1,7 @@
 """What the queues report about their messages: a log line per failed delivery and per
 dead-lettered message, and the spans of sends and batch deliveries.
 
-A message's send span is stored with it as a W3C traceparent (``tp``), so the span of each
+A message's send span is stored with it as a W3C traceparent, so the span of each
 batch delivery links to the sends of the messages it carries, across retries, restarts and
 redrives. Tracing comes from the runtime (``rt.tracing``); with it off, these functions only
 log. Must not decide anything about the messages: the queue actor does, then reports here.
@@ -10,36 +10,37 @@ log. Must not decide anything about the messages: the queue actor does, then rep
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from runtime import ActorStub
 
 from .message import MessageBatch
+from .queue_segments import CORRELATION_ID, ID, TRACEPARENT
 
 log = logging.getLogger("roost.queues")
 
 
 @contextmanager
-def send_span(tracing: Any, queue: str, items: list[dict[str, Any]]) -> Iterator[None]:
-    """The span of one send (or send_batch) to ``queue``; its traceparent goes with ``items``."""
+def send_span(tracing: Any, queue: str, messages: list[list[Any]]) -> Iterator[None]:
+    """The span of one send (or send_batch) to ``queue``; its traceparent goes with ``messages``."""
     if not tracing.enabled:
         yield
         return
     with tracing.span(
         f"queue send {queue}",
         kind="producer",
-        attributes={"messaging.destination.name": queue, "messaging.batch.message_count": len(items)},
+        attributes={"messaging.destination.name": queue, "messaging.batch.message_count": len(messages)},
     ):
         traceparent = tracing.current_traceparent()
-        for item in items:
-            item["tp"] = traceparent
+        for message in messages:
+            message[TRACEPARENT] = traceparent
         yield
 
 
 async def deliver_batch(
-    registry: Any, consumer: ActorStub, batch: MessageBatch, records: Iterable[dict[str, Any]]
+    registry: Any, consumer: ActorStub, batch: MessageBatch, traceparents: list[str | None]
 ) -> None:
     """Hand ``batch`` to ``consumer.queue``, in a span linked to the sends of its messages,
     within the queue's ``max_wall_time``: past it the handler is cancelled and
@@ -52,7 +53,7 @@ async def deliver_batch(
             "messaging.destination.name": batch.queue,
             "messaging.batch.message_count": len(batch.messages),
         },
-        links=[record.get("tp") for record in records],
+        links=traceparents,
     ):
         try:
             await consumer.with_options(timeout=settings.max_wall_time).queue(batch)
@@ -67,46 +68,47 @@ async def deliver_batch(
 
 def log_settled(
     queue: str,
-    retried: Iterable[dict[str, Any]],
-    dead: Iterable[dict[str, Any]],
+    retried: list[tuple[list[Any], int]],
+    dead: list[tuple[list[Any], int]],
     error: str | None,
     dead_letter_queue: str | None,
 ) -> None:
-    """One line per message that failed its delivery and waits for a retry, and one per
-    message that ran out of retries (dead-lettered, or dropped without a dead-letter queue)."""
-    for record in retried:
+    """One line per message (with its attempts) that failed its delivery and waits for a
+    retry, and one per message that ran out of retries (dead-lettered, or dropped without a
+    dead-letter queue)."""
+    for message, attempts in retried:
         log.warning(
             "message %s on queue %s failed attempt %d: %s",
-            record["id"],
+            message[ID],
             queue,
-            record["att"],
+            attempts,
             error,
-            extra=_fields("queue.delivery_failed", queue, record, error),
+            extra=_fields("queue.delivery_failed", queue, message, attempts, error),
         )
-    for record in dead:
+    for message, attempts in dead:
         where = (
             f"dead-lettered to {dead_letter_queue}" if dead_letter_queue else "dropped (no dead-letter queue)"
         )
         log.error(
             "message %s on queue %s %s after %d attempts: %s",
-            record["id"],
+            message[ID],
             queue,
             where,
-            record["att"],
+            attempts,
             error,
             extra={
-                **_fields("queue.dead_lettered", queue, record, error),
+                **_fields("queue.dead_lettered", queue, message, attempts, error),
                 "dead_letter_queue": dead_letter_queue,
             },
         )
 
 
-def _fields(event: str, queue: str, record: dict[str, Any], error: str | None) -> dict[str, Any]:
+def _fields(event: str, queue: str, message: list[Any], attempts: int, error: str | None) -> dict[str, Any]:
     return {
         "event": event,
         "queue": queue,
-        "message_id": record["id"],
-        "attempts": record["att"],
-        "correlation_id": record["cid"],
+        "message_id": message[ID],
+        "attempts": attempts,
+        "correlation_id": message[CORRELATION_ID],
         "error": error,
     }
