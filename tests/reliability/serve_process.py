@@ -56,12 +56,13 @@ class ServeProcess:
     def log(self) -> str:
         return self.log_path.read_text()
 
-    def rss_bytes(self) -> int:
-        """Resident set size, from ``/proc`` (Linux)."""
+    def rss_bytes(self, kind: str = "VmRSS") -> int:
+        """Resident memory from ``/proc`` (Linux): ``VmRSS`` in all, or ``RssAnon`` (the heap
+        and other private memory) or ``RssFile`` (mapped files: LMDB's pages)."""
         for line in Path(f"/proc/{self.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
+            if line.startswith(f"{kind}:"):
                 return int(line.split()[1]) * 1024
-        raise RuntimeError(f"no VmRSS for pid {self.pid}")
+        raise RuntimeError(f"no {kind} for pid {self.pid}")
 
 
 class ReaderTable:

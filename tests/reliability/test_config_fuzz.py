@@ -188,14 +188,6 @@ def test_the_valid_config_loads(tmp_path):
     [
         ("data_dir = \n", "not valid TOML"),
         ('data_dir = "d"\n[[durable_objects.bindings]]\nname = 7\nclass_name = "x:Y"\n', "name"),
-        (
-            'data_dir = "d"\n[[durable_objects.bindings]]\nname = "A"\nclass_name = "no_such_module:Y"\n',
-            "class_name",
-        ),
-        (
-            'data_dir = "d"\n[[queues.consumers]]\nqueue = "q"\nclass_name = "x:Y"\nmax_batch_size = 1000\n',
-            "queue",
-        ),
     ],
 )
 def test_roost_serve_refuses_a_bad_file_with_exit_2_and_one_line(tmp_path, document, problem):
