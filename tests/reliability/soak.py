@@ -1,6 +1,7 @@
 """``make soak``: the long forms of the reliability checks, with their figures printed.
 
-1. The crash loop with many ``kill -9`` (``crash_loop.py``) and the checker's table.
+1. The crash loop with many ``kill -9`` (``crash_loop.py``) and the checker's table, then a
+   disk that really fills up (``disk_full.py``, when a tmpfs can be mounted).
 2. Load on the shop example (``examples/roost.toml``): many connections placing and reading
    orders through ``POST /orders`` and ``GET /orders/{id}``; statuses, p50/p99 latency and
    the server's memory.
@@ -23,6 +24,7 @@ from pathlib import Path
 import httpx
 import trio
 from crash_loop import run_crash_loop
+from disk_full import TMPFS_SIZE, fill_the_disk, mount_tmpfs, unmount
 from load import LoadReport, run_load
 from serve_process import ServeProcess
 
@@ -60,11 +62,25 @@ def main() -> int:
         report = run_crash_loop(root / "crash", kills=args.kills, seed=args.seed, life_seconds=(0.3, 2.0))
         print(report.table(), flush=True)
         problems += report.problems()
+        problems += _disk_full(root / "tmpfs")
         problems += trio.run(_shop_load, root, args)
     for problem in problems:
         print(f"PROBLEM: {problem}")
     print("soak: " + ("FAILED" if problems else "every guarantee held"))
     return 1 if problems else 0
+
+
+def _disk_full(mount_point: Path) -> list[str]:
+    print(f"\n== disk full: a runtime on a {TMPFS_SIZE} tmpfs", flush=True)
+    if not mount_tmpfs(mount_point):
+        print("not run: mounting a tmpfs needs root (test_faults.py's map ceiling stands in)")
+        return []
+    try:
+        rows, problems = trio.run(fill_the_disk, mount_point / "data")
+    finally:
+        unmount(mount_point)
+    _print(rows)
+    return problems
 
 
 async def _shop_load(root: Path, args: argparse.Namespace) -> list[str]:
