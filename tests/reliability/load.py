@@ -1,18 +1,21 @@
 """A closed-loop HTTP load: ``connections`` clients, each sending its next request when the
 previous one answered, for a bounded time; latencies, statuses and the server's memory.
 
-Bounded in time (``seconds``, plus one request timeout to finish) and in connections.
+Bounded in time (``seconds``, plus one request timeout to finish) and in connections. Each
+client is one keep-alive HTTP/1.1 connection speaking just enough HTTP for Roost's answers
+(``content-length`` bodies): a full client library costs more CPU per request than the
+server on a small machine, and would be measured instead of it.
 """
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import httpx
 import trio
 from serve_process import ServeProcess
 
@@ -21,9 +24,61 @@ REQUEST_TIMEOUT_SECONDS = 30.0
 # (an actor's inbox is full).
 ACCEPTED_UNDER_LOAD = {200, 202, 429}
 
-# (method, path, JSON body) of a connection's next request, given a running request number
-# and the connection's previous response (None at first, or after a failed request).
-RequestMaker = Callable[[int, httpx.Response | None], tuple[str, str, object]]
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    body: bytes
+
+    def json(self) -> object:
+        return json.loads(self.body)
+
+
+# (method, path, JSON body or None) of a connection's next request, given a running request
+# number and the connection's previous answer (None at first, or after a failed request).
+RequestMaker = Callable[[int, Answer | None], tuple[str, str, object]]
+
+
+class Connection:
+    """One keep-alive HTTP/1.1 connection."""
+
+    def __init__(self, stream: trio.SocketStream, host: str) -> None:
+        self._stream = stream
+        self._host = host
+        self._buffer = bytearray()
+
+    @classmethod
+    async def open(cls, url: str) -> Connection:
+        host, port = url.removeprefix("http://").split(":")
+        return cls(await trio.open_tcp_stream(host, int(port)), host)
+
+    async def request(self, method: str, path: str, body: object) -> Answer:
+        payload = b"" if body is None else json.dumps(body).encode()
+        head = (
+            f"{method} {path} HTTP/1.1\r\nhost: {self._host}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(payload)}\r\n\r\n"
+        )
+        await self._stream.send_all(head.encode() + payload)
+        while (end := self._buffer.find(b"\r\n\r\n")) < 0:
+            await self._receive()
+        lines = self._buffer[:end].decode("latin-1").split("\r\n")
+        del self._buffer[: end + 4]
+        headers = dict(line.lower().split(": ", 1) for line in lines[1:])
+        length = int(headers["content-length"])
+        while len(self._buffer) < length:
+            await self._receive()
+        answer = Answer(int(lines[0].split(" ", 2)[1]), bytes(self._buffer[:length]))
+        del self._buffer[:length]
+        return answer
+
+    async def _receive(self) -> None:
+        chunk = await self._stream.receive_some(65536)
+        if not chunk:
+            raise ConnectionError("the server closed the connection")
+        self._buffer += chunk
+
+    async def aclose(self) -> None:
+        await self._stream.aclose()
 
 
 @dataclass
@@ -77,34 +132,41 @@ async def run_load(
 ) -> LoadReport:
     report = LoadReport(seconds=seconds, connections=connections)
     counter = iter(range(10**12))
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     started = time.monotonic()
     stop_at = started + seconds
-    async with httpx.AsyncClient(
-        base_url=server.url, timeout=REQUEST_TIMEOUT_SECONDS, limits=limits
-    ) as client:
 
-        async def one_connection() -> None:
-            response = None
-            while time.monotonic() < stop_at:
-                method, path, body = make_request(next(counter), response)
-                sent = time.perf_counter()
+    async def one_connection() -> None:
+        connection = None
+        answer = None
+        while time.monotonic() < stop_at:
+            method, path, body = make_request(next(counter), answer)
+            sent = time.perf_counter()
+            answer = None
+            with trio.move_on_after(REQUEST_TIMEOUT_SECONDS) as timeout:
                 try:
-                    response = await client.request(method, path, json=body)
-                except httpx.HTTPError as exc:
+                    connection = connection or await Connection.open(server.url)
+                    answer = await connection.request(method, path, body)
+                except (OSError, KeyError, ValueError) as exc:
                     report.statuses[type(exc).__name__] += 1
-                    response = None
-                    continue
-                report.latencies.append(time.perf_counter() - sent)
-                report.statuses[response.status_code] += 1
+            if timeout.cancelled_caught:
+                report.statuses["timeout"] += 1
+            if answer is None:
+                if connection is not None:
+                    await connection.aclose()
+                connection = None
+                continue
+            report.latencies.append(time.perf_counter() - sent)
+            report.statuses[answer.status] += 1
+        if connection is not None:
+            await connection.aclose()
 
-        async def sample_memory() -> None:
-            while time.monotonic() < stop_at:
-                report.rss_samples.append((time.monotonic() - started, server.rss_bytes()))
-                await trio.sleep(1.0)
+    async def sample_memory() -> None:
+        while time.monotonic() < stop_at:
+            report.rss_samples.append((time.monotonic() - started, server.rss_bytes()))
+            await trio.sleep(1.0)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(sample_memory)
-            for _ in range(connections):
-                nursery.start_soon(one_connection)
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(sample_memory)
+        for _ in range(connections):
+            nursery.start_soon(one_connection)
     return report

@@ -25,7 +25,7 @@ import httpx
 import trio
 from crash_loop import run_crash_loop
 from disk_full import TMPFS_SIZE, fill_the_disk, mount_tmpfs, unmount
-from load import LoadReport, run_load
+from load import Answer, LoadReport, run_load
 from serve_process import ServeProcess
 
 REPO = Path(__file__).resolve().parents[2]
@@ -151,8 +151,8 @@ async def _shop_load(root: Path, args: argparse.Namespace) -> list[str]:
 def _orders(prefix: str):
     """Each connection places orders (ids of our own) and reads back every fourth it placed."""
 
-    def make(n: int, previous: httpx.Response | None) -> tuple[str, str, object]:
-        if n % 4 == 0 and previous is not None and previous.status_code == 202:
+    def make(n: int, previous: Answer | None) -> tuple[str, str, object]:
+        if n % 4 == 0 and previous is not None and previous.status == 202:
             return "GET", f"/orders/{previous.json()['order']['id']}", None
         return "POST", "/orders", {"amount": 100 + n % 9000, "id": f"soak-{prefix}-{n}"}
 
