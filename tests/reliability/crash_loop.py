@@ -100,12 +100,13 @@ class Acknowledged:
     increments: Counter[str] = field(default_factory=Counter)
     messages: set[int] = field(default_factory=set)
     alarms: dict[str, float] = field(default_factory=dict)  # timer name -> when it is due
-    next_message: int = 0
+    issued: int = 0
     unknown_outcomes: int = 0  # requests cut off by a kill: applied or not, nobody knows
 
-    def message_number(self) -> int:
-        self.next_message += 1
-        return self.next_message - 1
+    def new_number(self) -> int:
+        """A number never used before: a message's body, a timer's name."""
+        self.issued += 1
+        return self.issued
 
 
 @dataclass
@@ -247,12 +248,12 @@ async def _client(url: str, acked: Acknowledged, rng: random.Random) -> None:
                     if response.status_code == 200:
                         acked.increments[name] += 1
                 elif choice < 0.6:
-                    n = acked.message_number()
+                    n = acked.new_number()
                     response = await client.post("/queues/jobs/messages", json={"body": {"n": n}})
                     if response.status_code == 202:
                         acked.messages.add(n)
                 elif choice < 0.8:
-                    numbers = [acked.message_number() for _ in range(rng.randint(2, 10))]
+                    numbers = [acked.new_number() for _ in range(rng.randint(2, 10))]
                     response = await client.post(
                         "/queues/jobs/messages/batch",
                         json={"messages": [{"body": {"n": n}} for n in numbers]},
@@ -260,7 +261,7 @@ async def _client(url: str, acked: Acknowledged, rng: random.Random) -> None:
                     if response.status_code == 202:
                         acked.messages.update(numbers)
                 else:
-                    name = f"t{acked.message_number()}"
+                    name = f"t{acked.new_number()}"
                     delay = rng.uniform(0, MAX_ALARM_DELAY_SECONDS)
                     response = await client.post(f"/rpc/TIMERS/{name}/arm", json={"args": [delay]})
                     if response.status_code == 200:

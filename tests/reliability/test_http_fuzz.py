@@ -28,6 +28,7 @@ from hypothesis import strategies as st
 from runtime import Actor, open_runtime
 
 EXAMPLES = int(os.environ.get("ROOST_FUZZ_EXAMPLES", "40"))
+BASE_URL = "http://fuzz.test"
 
 
 class ActorBoom(Exception):
@@ -193,7 +194,7 @@ async def _run(requests: list, data_dir: str) -> list[str]:
             data_dir=data_dir, actors={"Q": Quiet}, queues=QUEUES, webhooks=WEBHOOKS, vars={"SECRET": "s"}
         ) as rt:
             transport = httpx.ASGITransport(app=rt.asgi_app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://fuzz.test") as http:
+            async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as http:
                 for method, path, headers, body in requests:
                     bad += await _check(rt, http, method, path, headers, body)
     finally:
@@ -207,7 +208,8 @@ async def _check(
     where = f"{method} {path[:120]} {headers} {body[:60]!r}"
     backlogs = [(await rt.queue(name).metrics())["backlog"] for name in ("jobs", "jobs-dlq")]
     writes = rt.statistics()["committed_writes"]
-    response = await http.request(method, path, content=body, headers=headers)
+    # An absolute URL: a path may start with "//", which a relative URL cannot.
+    response = await http.request(method, f"{BASE_URL}{path}", content=body, headers=headers)
     text = response.text
     bad = []
     status = response.status_code
