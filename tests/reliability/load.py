@@ -124,6 +124,7 @@ class LoadReport:
                 f"{min(rss) / 2**20:.1f} / {max(rss) / 2**20:.1f} MiB" if rss else "not sampled",
             ),
             ("RSS growth, last third over first", f"{self.rss_growth() * 100:+.1f} %" if rss else "n/a"),
+            ("RSS every 5 s, MiB", " ".join(f"{r / 2**20:.0f}" for r in rss[::5])),
         ]
 
 
