@@ -6,8 +6,9 @@
    orders through ``POST /orders`` and ``GET /orders/{id}``; statuses, p50/p99 latency and
    the server's memory.
 3. Backpressure: the payment queue's consumer is paused (a consumer that fell behind) while
-   the same load goes on: the backlog grows, producers' durable acks stay fast, and memory
-   stays bounded because messages wait in LMDB; then the consumer resumes and drains.
+   the same load goes on: the backlog grows and producers still get their durable acks;
+   then many messages go into a paused queue to measure the memory a queued message costs
+   (its body waits in LMDB, its index entry in RAM), and the payments drain after resuming.
 
 Exits 1 if a guarantee was broken (anything lost, an error other than 429 under load).
 Run from the repository root: ``python tests/reliability/soak.py [--kills N] ...``.
