@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench clean
+.PHONY: run test soak bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,13 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# The long forms of tests/reliability (about 10 minutes): fuzzers with large budgets, then
+# 50 kill -9 cycles, load and backpressure on the shop example, with their figures.
+soak: $(STAMP)
+	ROOST_FUZZ_EXAMPLES=1000 ROOST_CONFIG_FUZZ_EXAMPLES=3000 $(BIN)/python -m pytest \
+		tests/reliability/test_http_fuzz.py tests/reliability/test_config_fuzz.py tests/reliability/test_faults.py
+	$(BIN)/python tests/reliability/soak.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

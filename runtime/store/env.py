@@ -229,7 +229,10 @@ class Environment:
         except lmdb.MapFullError as exc:
             raise MapFull(str(exc)) from exc
         except lmdb.Error as exc:
-            raise StorageError(f"commit failed: {exc}") from exc
+            # The host prefixes "commit failed: " when it resets the actors; say what it means.
+            raise StorageError(
+                f"LMDB could not write the commit (a full disk shows as an I/O error): {exc}"
+            ) from exc
         return failed
 
     def _apply_actor(self, txn: lmdb.Transaction, writes: ActorWrites) -> None:
