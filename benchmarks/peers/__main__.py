@@ -58,7 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     settings = Settings.quick() if args.quick else Settings()
     repetitions = args.repetitions or (1 if args.quick else 3)
-    queue_timeout = args.queue_timeout or (20.0 if args.quick else 45.0)
+    queue_timeout = args.queue_timeout or (15.0 if args.quick else 30.0)
     chosen = WORKLOADS if args.only is None else tuple(w.strip() for w in args.only.split(","))
     unknown = set(chosen) - set(WORKLOADS)
     if unknown:

@@ -44,13 +44,6 @@ def rows(messages: int, failing: int, alarms: int, connections: int, seconds: fl
         Row("queues", "queues.fail_once", f"queue, {failing:,} messages each failing once", "msg/s", True),
         Row(
             "alarms",
-            "alarms.same-second.armed_per_second",
-            f"{alarms:,} alarms: set per second",
-            "alarms/s",
-            True,
-        ),
-        Row(
-            "alarms",
             "alarms.same-second.p50",
             f"{alarms:,} alarms due at one second 5 s ahead: lateness p50",
             "ms",

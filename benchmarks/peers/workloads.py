@@ -35,8 +35,8 @@ from ..suite import Settings
 PRODUCERS = 4
 POLL_SECONDS = 0.01
 ALARM_POLL_SECONDS = 0.1
-ARMING_LIMIT_SECONDS = 15.0  # past it, the rest of a case's alarms are not set
-FIRING_LIMIT_SECONDS = 15.0  # waited for past the last due time
+ARMING_LIMIT_SECONDS = 10.0  # past it, the rest of a case's alarms are not set
+FIRING_LIMIT_SECONDS = 10.0  # waited for past the last due time
 
 
 class QueueSystem(Protocol):
