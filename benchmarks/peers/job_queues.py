@@ -57,6 +57,9 @@ class _Recorded:
     def progress(self) -> tuple[int, int]:
         return records.count(self.records, records.ACKS), records.count(self.records, records.RETRIES)
 
+    def problems(self) -> list[str]:
+        return []
+
     def fired(self, group: str) -> int:
         return len(self.lateness(group))
 

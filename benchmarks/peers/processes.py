@@ -6,6 +6,7 @@ children (Miniflare's workerd) without touching anything else on the machine.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -62,14 +63,25 @@ class Process:
     def stop(self) -> int:
         """SIGTERM the process's group, SIGKILL it after a grace period; the exit code.
 
-        The group is signalled only while its leader has not been reaped, so its id cannot
-        belong to anything else yet.
+        The leader is waited for without being reaped, so its group id stays ours while the
+        rest of the group (children that outlive it) is killed; then it is reaped.
         """
-        if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=STOP_SECONDS)
-            except subprocess.TimeoutExpired:
+        if self.process.returncode is None:
+            if not self._exited(0):
+                os.killpg(self.process.pid, signal.SIGTERM)
+                if not self._exited(STOP_SECONDS):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                    self._exited(STOP_SECONDS)
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        return self.process.returncode
+        return self.process.wait()
+
+    def _exited(self, timeout: float) -> bool:
+        """Whether the leader has exited within ``timeout`` seconds, leaving it unreaped."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if os.waitid(os.P_PID, self.process.pid, os.WEXITED | os.WNOWAIT | os.WNOHANG) is not None:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.05)

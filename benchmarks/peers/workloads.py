@@ -44,7 +44,10 @@ class QueueSystem(Protocol):
         """Send messages 0..count-1 in batches of ``BATCH``, stopping at ``deadline`` (monotonic)."""
 
     def progress(self) -> tuple[int, int]:
-        """(messages acked, first attempts failed) so far."""
+        """(distinct messages acked, first attempts failed) so far."""
+
+    def problems(self) -> list[str]:
+        """Misbehaviour seen so far (duplicates, refused sends), if the system can tell."""
 
 
 class AlarmSystem(Protocol):
@@ -116,6 +119,8 @@ def queue_throughput(
             elapsed = time.monotonic() - started
             time.sleep(0.2)  # a duplicate delivery would show up here
             acked, retried = system.progress()
+            for problem in system.problems():
+                result.check(False, f"{name}: {problem}")
         result.check(acked == count, f"{name}: {acked} of {count} acked within {timeout:.0f} s")
         if fail:
             result.check(retried == count, f"{name}: {retried} first attempts failed, expected {count}")

@@ -3,7 +3,7 @@
 // disposes of Miniflare on SIGTERM or SIGINT.
 //
 // usage: node serve.mjs PERSIST_DIR [fail-first-attempt]
-import { Miniflare } from "miniflare";
+import { Log, LogLevel, Miniflare } from "miniflare";
 import { fileURLToPath } from "node:url";
 
 const [persistDir, mode] = process.argv.slice(2);
@@ -16,6 +16,8 @@ const mf = new Miniflare({
   modules: true,
   scriptPath: fileURLToPath(new URL("./worker.mjs", import.meta.url)),
   compatibilityDate: "2025-07-01",
+  cf: false, // no request for Cloudflare's request metadata: everything stays on loopback
+  log: new Log(LogLevel.WARN),
   host: "127.0.0.1",
   port: 0,
   durableObjects: {

@@ -17,19 +17,23 @@ export class Counter extends DurableObject {
   }
 }
 
-// Counts acks and retries reported by the queue consumer (in memory, like the class
-// counters of Roost's BenchConsumer).
+// Counts the distinct messages acked, duplicate deliveries and retries reported by the
+// queue consumer (in memory, like the class counters of Roost's BenchConsumer).
 export class Tally extends DurableObject {
-  acked = 0;
+  acked = new Set();
+  duplicates = 0;
   retried = 0;
 
-  add(acked, retried) {
-    this.acked += acked;
+  add(ackedNumbers, retried) {
+    for (const n of ackedNumbers) {
+      if (this.acked.has(n)) this.duplicates += 1;
+      else this.acked.add(n);
+    }
     this.retried += retried;
   }
 
   read() {
-    return { acked: this.acked, retried: this.retried };
+    return { acked: this.acked.size, duplicates: this.duplicates, retried: this.retried };
   }
 }
 
@@ -112,7 +116,7 @@ export default {
   // Acks every message, or retries those on their first attempt when told to.
   async queue(batch, env) {
     const failFirstAttempt = env.FAIL_FIRST_ATTEMPT === "1";
-    let acked = 0;
+    const acked = [];
     let retried = 0;
     for (const message of batch.messages) {
       if (failFirstAttempt && message.attempts === 1) {
@@ -120,7 +124,7 @@ export default {
         retried += 1;
       } else {
         message.ack();
-        acked += 1;
+        acked.push(message.body.n);
       }
     }
     await tally(env).add(acked, retried);
