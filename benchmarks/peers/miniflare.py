@@ -69,7 +69,10 @@ class _Miniflare:
             response = connection.getresponse()
             text = response.read()
             if response.status != 200:
-                raise RuntimeError(f"{method} {path}: {response.status} {text[:200]!r}")
+                log = self.process.log()[-2000:]
+                raise RuntimeError(
+                    f"{method} {path}: {response.status} {text[:200]!r}; Miniflare's log ends:\n{log}"
+                )
             return json.loads(text)
         finally:
             connection.close()
@@ -120,12 +123,14 @@ class _Queue:
                     while True:
                         await stream.send_all(request.encode())
                         status, body, buffer = await http_load._read_response(stream, buffer)
-                        if status == 200 or trio.current_time() >= trio_deadline:
+                        if status == 200:
                             break
+                        if status != 500 or b"sendBatch failed" not in body:
+                            raise RuntimeError(f"sendBatch answered {status}: {body[:200]!r}")
+                        if trio.current_time() >= trio_deadline:
+                            return  # still full at the time limit
                         self.refused_sends += 1  # the broker is full: back off, send again
                         await trio.sleep(REFUSED_SEND_PAUSE)
-                    if status != 200:
-                        raise RuntimeError(f"sendBatch answered {status}: {body[:200]!r}")
 
         async with trio.open_nursery() as nursery:
             for index in range(PRODUCERS):
