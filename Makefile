@@ -3,7 +3,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test soak bench clean
+.PHONY: run test soak bench bench-peers clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -36,5 +36,12 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# Roost side by side with Miniflare, Huey and RQ (see README). Installs the peers into
+# benchmarks/peers (.venv, node_modules) and redis-server if missing. ARGS=--quick for a
+# short run.
+bench-peers:
+	bash benchmarks/peers/install.sh
+	benchmarks/peers/.venv/bin/python -m benchmarks.peers $(ARGS)
+
 clean:
-	rm -rf $(VENV) data benchmarks/results
+	rm -rf $(VENV) data benchmarks/results benchmarks/peers/.venv benchmarks/peers/node_modules

@@ -1,0 +1,176 @@
+"""The side-by-side table: each figure's median per system and the ratio Roost/peer.
+
+A row is one figure of one workload for one peer; Roost's median is over its own runs of
+that workload. The ratio is Roost's median divided by the peer's; whether that is good
+depends on the figure, so each row also says who is ahead and by what factor. A value
+marked * comes from runs that reported problems (listed under the table): a run stopped at
+its time limit, say, so that the value is a bound rather than a measurement.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..figures import BenchmarkResult
+
+ROOST = "Roost"
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    workload: str
+    key: str
+    label: str
+    unit: str
+    higher_is_better: bool
+
+
+def rows(messages: int, failing: int, alarms: int, connections: int, seconds: float) -> list[Row]:
+    http = f"HTTP durable increments, {connections} connections, {seconds:g} s"
+    return [
+        Row("http-1", "http-1.requests_per_second", f"{http}, 1 actor", "req/s", True),
+        Row("http-1", "http-1.p99", "  same, latency p99", "ms", False),
+        Row("http-1000", "http-1000.requests_per_second", f"{http}, 1,000 actors", "req/s", True),
+        Row("http-1000", "http-1000.p99", "  same, latency p99", "ms", False),
+        Row(
+            "queues",
+            "queues.end_to_end",
+            f"queue end to end, {messages:,} messages, batch 100",
+            "msg/s",
+            True,
+        ),
+        Row("queues", "queues.fail_once", f"queue, {failing:,} messages each failing once", "msg/s", True),
+        Row(
+            "alarms",
+            "alarms.same-second.p50",
+            f"{alarms:,} alarms due at one second 5 s ahead: lateness p50",
+            "ms",
+            False,
+        ),
+        Row("alarms", "alarms.same-second.p99", "  same, lateness p99", "ms", False),
+        Row("alarms", "alarms.spread.p50", f"{alarms:,} alarms spread over 5 s: lateness p50", "ms", False),
+        Row("alarms", "alarms.spread.p99", "  same, lateness p99", "ms", False),
+    ]
+
+
+@dataclass(slots=True)
+class Runs:
+    """Every run's result, by (workload, system), in the order they ran."""
+
+    results: dict[tuple[str, str], list[BenchmarkResult]] = field(default_factory=dict)
+
+    def add(self, workload: str, system: str, result: BenchmarkResult) -> None:
+        self.results.setdefault((workload, system), []).append(result)
+
+    def values(self, workload: str, system: str, key: str) -> list[float]:
+        found = []
+        for result in self.results.get((workload, system), []):
+            for figure in result.figures:
+                if figure.key == key and figure.value is not None:
+                    found.append(float(figure.value))
+        return found
+
+    def problems(self, workload: str, system: str) -> list[str]:
+        notes = []
+        for run, result in enumerate(self.results.get((workload, system), []), 1):
+            notes += [f"run {run}: {problem}" for problem in result.problems]
+            if result.error:
+                notes.append(f"run {run}: crashed: {result.error.strip().splitlines()[-1]}")
+        return notes
+
+
+def median(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
+
+
+def compare(rows_: list[Row], runs: Runs, peers: dict[str, list[str]]) -> list[dict[str, Any]]:
+    """One entry per (row, peer taking part in the row's workload)."""
+    table = []
+    for row in rows_:
+        roost_values = runs.values(row.workload, ROOST, row.key)
+        for peer in peers.get(row.workload, []):
+            peer_values = runs.values(row.workload, peer, row.key)
+            roost, other = median(roost_values), median(peer_values)
+            ratio = roost / other if roost is not None and other else None
+            table.append(
+                {
+                    "workload": row.workload,
+                    "key": row.key,
+                    "label": row.label,
+                    "unit": row.unit,
+                    "peer": peer,
+                    "roost_median": roost,
+                    "peer_median": other,
+                    "roost_runs": roost_values,
+                    "peer_runs": peer_values,
+                    "ratio_roost_over_peer": ratio,
+                    "ahead": _ahead(ratio, row.higher_is_better, peer),
+                    "roost_problems": bool(runs.problems(row.workload, ROOST)),
+                    "peer_problems": bool(runs.problems(row.workload, peer)),
+                }
+            )
+    return table
+
+
+def _ahead(ratio: float | None, higher_is_better: bool, peer: str) -> str:
+    if ratio is None:
+        return ""
+    factor = ratio if higher_is_better else (1 / ratio if ratio else float("inf"))
+    if 0.95 <= factor <= 1.05:
+        return "even"
+    return f"{ROOST} {factor:.1f}x" if factor > 1 else f"{peer} {1 / factor:.1f}x"
+
+
+def format_value(value: float | None) -> str:
+    if value is None:
+        return "n/a"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _cells(entry: dict[str, Any]) -> tuple[str, ...]:
+    ratio = entry["ratio_roost_over_peer"]
+    return (
+        entry["label"],
+        entry["unit"],
+        entry["peer"],
+        format_value(entry["roost_median"]) + (" *" if entry["roost_problems"] else ""),
+        format_value(entry["peer_median"]) + (" *" if entry["peer_problems"] else ""),
+        "n/a" if ratio is None else f"{ratio:.2f}",
+        entry["ahead"],
+    )
+
+
+HEADER = ("workload", "unit", "peer", "Roost", "peer value", "Roost/peer", "ahead")
+
+
+def render_text(table: list[dict[str, Any]]) -> str:
+    lines = [HEADER, *(_cells(entry) for entry in table)]
+    widths = [max(len(line[i]) for line in lines) for i in range(len(HEADER))]
+    right = {3, 4, 5}
+    out = []
+    for line in lines:
+        out.append(
+            "  ".join(
+                c.rjust(w) if i in right else c.ljust(w)
+                for i, (c, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
+    out.insert(1, "-" * len(out[0]))
+    return "\n".join(row.rstrip() for row in out)
+
+
+def render_markdown(table: list[dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    for entry in table:
+        cells = list(_cells(entry))
+        cells[0] = cells[0].strip()
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
