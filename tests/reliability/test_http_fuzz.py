@@ -7,7 +7,8 @@ bodies of random bytes, invalid UTF-8, random JSON shapes and the routes' own ke
 random values, and sizes up to past the body limit. Checked on every answer: a 500 only
 when an actor raised (``Quiet.boom``), never a traceback, always an ``x-request-id``, every
 error in the JSON error shape, and a refused request (4xx) commits nothing and changes no
-queue. ``ROOST_FUZZ_EXAMPLES`` sets the budget (``make soak`` raises it).
+queue. ``ROOST_FUZZ_EXAMPLES`` sets the budget and draws fresh examples (``make soak``);
+without it the suite runs a fixed set.
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from hypothesis import strategies as st
 from runtime import Actor, open_runtime
 
 EXAMPLES = int(os.environ.get("ROOST_FUZZ_EXAMPLES", "40"))
+# The suite's short form runs the same examples every time (a failure can be replayed);
+# ``make soak`` sets a budget and draws fresh ones.
+DERANDOMIZE = "ROOST_FUZZ_EXAMPLES" not in os.environ
 BASE_URL = "http://fuzz.test"
 
 
@@ -235,7 +239,13 @@ async def _check(
     return bad
 
 
-@settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+@settings(
+    max_examples=EXAMPLES,
+    derandomize=DERANDOMIZE,
+    deadline=None,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 @given(requests=REQUESTS)
 def test_no_request_breaks_the_server(requests):
     data_dir = tempfile.mkdtemp(prefix="roost-http-fuzz-")
