@@ -1,8 +1,11 @@
 """``QueueActor``: one queue's messages, kept in the actor's storage, delivered in batches.
 
 One instance per queue name. Messages are stored in segments (see ``queue_segments``); a
-``QueueIndex`` over them, rebuilt in ``on_start``, holds each message's attempts, visibility
-and lease, and is written back as its segments' state whenever those change. The actor's
+``QueueIndex`` over the oldest of them, rebuilt in ``on_start``, holds each message's
+attempts, visibility and lease, and is written back as its segments' state whenever those
+change. The index covers about ``INDEX_WINDOW`` messages: the segments after it wait on disk,
+counted but not held in memory, and are indexed in order as the index drains, so a backlog
+costs disk, not memory. The actor's
 alarm is set for the next moment something is due (a batch filled or timed out, a delayed
 message visible, a pull lease ending); deliveries run in the background (``wait_until``) and
 their outcomes are written when the consumer returns. Must stay true: a message leaves
@@ -13,6 +16,7 @@ delivered again.
 
 from __future__ import annotations
 
+import math
 from collections.abc import AsyncIterator, Iterable
 from datetime import datetime, timezone
 from typing import Any
@@ -45,6 +49,7 @@ from .queue_segments import (
 from .queue_telemetry import deliver_batch, log_settled
 
 META_KEY = "meta"
+INDEX_WINDOW = 10_000  # messages indexed in memory; the rest of a backlog waits on disk
 SEGMENT_LOAD_CHUNK = 16  # segments are up to 128 KiB each
 STATE_LOAD_CHUNK = 128
 CHUNK = 128  # storage's limit of keys per call
@@ -66,6 +71,9 @@ class QueueActor(Actor):
         self.segments: dict[int, int] = {}  # first seq -> how many messages it was stored with
         self.live: dict[int, int] = {}  # first seq -> how many of those are still stored
         self.free_slots = list(range(self.settings.max_concurrency))
+        self.unloaded_from: int | None = None  # first seq of the segments left on disk only
+        self.unloaded_count = 0  # messages in those segments, and their bytes
+        self.unloaded_bytes = 0
         states = {
             first_seq(key): state
             async for chunk in self._chunks(STATE_PREFIX, STATE_LOAD_CHUNK)
@@ -76,22 +84,12 @@ class QueueActor(Actor):
         async for chunk in self._chunks(SEGMENT_PREFIX, SEGMENT_LOAD_CHUNK):
             for key, messages in chunk.items():
                 first = first_seq(key)
-                self.segments[first] = len(messages)
                 state = states.get(first) or initial_state(messages)
-                self.live[first] = sum(message_state is not None for message_state in state)
-                for offset, (message, message_state) in enumerate(zip(messages, state, strict=True)):
-                    if message_state is None:
-                        continue
-                    attempts, visible_at, lease = message_state
-                    entry = Entry(
-                        first + offset, visible_at, message[TIMESTAMP], len(message[BODY]), first, attempts
-                    )
-                    if lease == PUSH_LEASE:
-                        # The delivery that held this lease died with the process: deliver again.
+                if self.unloaded_from is None and len(self.index) < INDEX_WINDOW:
+                    if self._index_segment(first, messages, state, moment):
                         released.append(first)
-                    elif lease is not None:
-                        entry.state, entry.lease_id, entry.lease_until = PULLED, *lease
-                    self.index.add(entry, moment)
+                else:
+                    self._leave_on_disk(first, messages, state)
         await self._save_states(released)
         await self._pump()
 
@@ -122,11 +120,11 @@ class QueueActor(Actor):
         oldest = self.index.oldest_timestamp()
         return {
             "queue": self.name,
-            "backlog": len(self.index),
+            "backlog": len(self.index) + self.unloaded_count,
             "in_flight": self.index.count(PUSHED) + self.index.count(PULLED),
             "delayed": self.index.count(DELAYED),
             "oldest_age_seconds": 0.0 if oldest is None else max(0.0, moment - oldest),
-            "bytes": self.index.bytes,
+            "bytes": self.index.bytes + self.unloaded_bytes,
             "paused": self.paused,
             **self.counters,
         }
@@ -135,6 +133,7 @@ class QueueActor(Actor):
         """The first ``limit`` stored messages, oldest first, unchanged."""
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PEEK:
             raise QueueLimitError(f"peek limit must be an int in 1..{MAX_PEEK}, got {limit!r}")
+        await self._load_more(limit)
         entries = []
         for entry in self.index:
             if len(entries) == limit:
@@ -145,13 +144,19 @@ class QueueActor(Actor):
 
     async def purge(self) -> int:
         """Delete every stored message; how many there were."""
-        count = len(self.index)
+        count = len(self.index) + self.unloaded_count
         keys = [key for first in self.segments for key in (segment_key(first), state_key(first))]
+        if self.unloaded_from is not None:
+            async for chunk in self._chunks(
+                SEGMENT_PREFIX, SEGMENT_LOAD_CHUNK, start=segment_key(self.unloaded_from)
+            ):
+                keys += [key for segment in chunk for key in (segment, state_key(first_seq(segment)))]
         for start in range(0, len(keys), CHUNK):
             await self.storage.delete_many(keys[start : start + CHUNK])
         self.index.clear()
         self.segments.clear()
         self.live.clear()
+        self.unloaded_from, self.unloaded_count, self.unloaded_bytes = None, 0, 0
         await self._schedule()
         return count
 
@@ -170,6 +175,7 @@ class QueueActor(Actor):
         died in; returns how many moved. They keep their id and timestamp, and leave this
         queue only once they are durable in their new one."""
         wanted = None if ids is None else set(ids)
+        await self._load_more(math.inf)  # a redrive reads the whole queue into memory
         waiting = [e for e in self.index if e.state in (READY, DELAYED)]
         by_target: dict[str, list[tuple[Entry, list[Any]]]] = {}
         for entry, message in zip(waiting, await self._messages(waiting), strict=True):
@@ -214,6 +220,7 @@ class QueueActor(Actor):
             )
         if not 0 < visibility_timeout <= MAX_VISIBILITY_TIMEOUT_SECONDS:
             raise QueueLimitError(f"visibility_timeout must be within 0..{MAX_VISIBILITY_TIMEOUT_SECONDS} s")
+        await self._load_more()
         await self._expire_leases()
         moment = now()
         self.index.promote(moment)
@@ -259,6 +266,7 @@ class QueueActor(Actor):
 
     async def _pump(self) -> None:
         """Start every delivery that is due now, then set the alarm for the next one."""
+        await self._load_more()
         await self._expire_leases()
         settings = self.settings
         while self.free_slots and not self.paused and settings.consumer is not None:
@@ -400,11 +408,71 @@ class QueueActor(Actor):
             await self._store(messages[half:], moment)
             return
         self.next_seq += len(messages)
+        if self.unloaded_from is not None or len(self.index) + len(messages) > INDEX_WINDOW:
+            self._leave_on_disk(first, messages, None)
+            return
         self.segments[first] = self.live[first] = len(messages)
         for seq, message in enumerate(messages, first):
             self.index.add(
                 Entry(seq, message[VISIBLE_AT], message[TIMESTAMP], len(message[BODY]), first), moment
             )
+
+    def _index_segment(self, first: int, messages: list[list[Any]], state: list[Any], moment: float) -> bool:
+        """Index a stored segment's messages as ``state`` says; True if its state needs
+        writing: a push lease held one (its delivery died with the process, so it waits
+        again), or none is left (the records are deleted)."""
+        self.segments[first] = len(messages)
+        self.live[first] = 0
+        released = False
+        for offset, (message, message_state) in enumerate(zip(messages, state, strict=True)):
+            if message_state is None:
+                continue
+            attempts, visible_at, lease = message_state
+            entry = Entry(first + offset, visible_at, message[TIMESTAMP], len(message[BODY]), first, attempts)
+            if lease == PUSH_LEASE:
+                released = True
+            elif lease is not None:
+                entry.state, entry.lease_id, entry.lease_until = PULLED, *lease
+            self.index.add(entry, moment)
+            self.live[first] += 1
+        return released or not self.live[first]
+
+    def _leave_on_disk(self, first: int, messages: list[list[Any]], state: list[Any] | None) -> None:
+        """Count a segment past the index (``state`` None: every message in it waits)."""
+        if self.unloaded_from is None:
+            self.unloaded_from = first
+        count, size = _live_totals(messages, state)
+        self.unloaded_count += count
+        self.unloaded_bytes += size
+
+    async def _load_more(self, wanted: float | None = None) -> None:
+        """Index segments left on disk, oldest first: until ``wanted`` messages are indexed,
+        or by default, once the index is half empty, until ``INDEX_WINDOW`` are."""
+        if self.unloaded_from is None:
+            return
+        if wanted is None:
+            if len(self.index) > INDEX_WINDOW // 2:
+                return
+            wanted = INDEX_WINDOW
+        moment = now()
+        released = []
+        while self.unloaded_from is not None and len(self.index) < wanted:
+            chunk = await self.storage.list(
+                prefix=SEGMENT_PREFIX, start=segment_key(self.unloaded_from), limit=SEGMENT_LOAD_CHUNK
+            )
+            states = await self.storage.get_many([state_key(first_seq(key)) for key in chunk])
+            for key, messages in chunk.items():
+                first = first_seq(key)
+                state = states.get(state_key(first)) or initial_state(messages)
+                count, size = _live_totals(messages, state)
+                self.unloaded_count -= count
+                self.unloaded_bytes -= size
+                if self._index_segment(first, messages, state, moment):
+                    released.append(first)
+                self.unloaded_from = first + len(messages)
+            if len(chunk) < SEGMENT_LOAD_CHUNK:
+                self.unloaded_from = None
+        await self._save_states(released)
 
     async def _remove(self, entries: list[Entry], also_changed: Iterable[Entry] = ()) -> None:
         """Forget ``entries`` and write the state of their segments (and those of
@@ -448,11 +516,16 @@ class QueueActor(Actor):
             lease = None
         return [entry.attempts, entry.visible_at, lease]
 
-    async def _chunks(self, prefix: str, size: int) -> AsyncIterator[dict[str, Any]]:
-        """Every record under ``prefix``, in key order, ``size`` at a time."""
+    async def _chunks(
+        self, prefix: str, size: int, start: str | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every record under ``prefix`` (from ``start`` on), in key order, ``size`` at a time."""
         after = None
         while True:
-            chunk = await self.storage.list(prefix=prefix, start_after=after, limit=size)
+            if after is None:
+                chunk = await self.storage.list(prefix=prefix, start=start, limit=size)
+            else:
+                chunk = await self.storage.list(prefix=prefix, start_after=after, limit=size)
             yield chunk
             if len(chunk) < size:
                 return
@@ -460,6 +533,12 @@ class QueueActor(Actor):
 
     async def _save_meta(self) -> None:
         await self.storage.put(META_KEY, {"next_seq": self.next_seq, "paused": self.paused, **self.counters})
+
+
+def _live_totals(messages: list[list[Any]], state: list[Any] | None) -> tuple[int, int]:
+    """How many of a segment's messages are still stored, and their bytes."""
+    live = messages if state is None else [m for m, s in zip(messages, state, strict=True) if s is not None]
+    return len(live), sum(len(message[BODY]) for message in live)
 
 
 def _view(message: list[Any], entry: Entry) -> dict[str, Any]:

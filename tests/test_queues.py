@@ -7,7 +7,7 @@ import pytest
 import trio
 
 import runtime
-from actors import Message, MessageBatch, QueueLimitError
+from actors import Message, MessageBatch, QueueLimitError, queue_actor
 from runtime import Actor, open_runtime
 
 DELIVERED: list[tuple[str, list[tuple[object, int]]]] = []
@@ -305,6 +305,44 @@ async def test_mixed_outcomes_in_one_batch_survive_a_restart(data_dir, autojump_
         assert [(m["body"]["n"], m["attempts"]) for m in waiting] == [(1, 1), (3, 1)]
         await trio.sleep(110)  # the retry delay, then the batch timeout for a partial batch
         assert [(body["n"], attempts) for body, attempts in DELIVERED[-1][1]] == [(1, 2), (3, 2)]
+
+
+@pytest.fixture
+def small_index(monkeypatch):
+    """A queue index of 10 messages, so that a backlog of a few dozen waits on disk."""
+    monkeypatch.setattr(queue_actor, "INDEX_WINDOW", 10)
+
+
+async def test_a_backlog_past_the_index_waits_on_disk_and_keeps_its_order(data_dir, autojump_clock, small_index):
+    async with open_queues(data_dir, max_batch_size=3) as rt:
+        await rt.queue("jobs").pause()
+        for start in range(0, 30, 6):
+            await rt.env.JOBS.send_batch([{"body": n} for n in range(start, start + 6)])
+        await rt.env.JOBS.send(30)
+        metrics = await rt.queue("jobs").metrics()
+        assert metrics["backlog"] == 31 and metrics["bytes"] == 10 + 21 * 2
+        assert [m["body"] for m in await rt.queue("jobs").peek(5)] == [0, 1, 2, 3, 4]
+    async with open_queues(data_dir, max_batch_size=3) as rt:
+        assert (await rt.queue("jobs").metrics())["backlog"] == 31
+        await rt.queue("jobs").resume()
+        await trio.sleep(60)
+        delivered = [body for index in range(len(DELIVERED)) for body in bodies(index)]
+        assert sorted(delivered) == list(range(31)) and len(delivered) == 31
+        assert (await rt.queue("jobs").metrics())["backlog"] == 0
+
+
+async def test_purge_and_redrive_reach_messages_past_the_index(data_dir, autojump_clock, small_index):
+    async with open_queues(data_dir) as rt:
+        await rt.queue("jobs").pause()
+        for start in range(0, 24, 6):
+            await rt.env.JOBS.send_batch([{"body": n} for n in range(start, start + 6)])
+        assert await rt.queue("jobs").redrive(to="jobs-dlq") == 24
+        assert (await rt.queue("jobs").metrics())["backlog"] == 0
+        assert sorted(m["body"] for m in await rt.queue("jobs-dlq").peek(100)) == list(range(24))
+        assert await rt.queue("jobs-dlq").purge() == 24
+    async with open_queues(data_dir) as rt:
+        for name in ("jobs", "jobs-dlq"):
+            assert (await rt.queue(name).metrics())["backlog"] == 0
 
 
 async def test_queue_routes(data_dir, autojump_clock):
