@@ -22,7 +22,7 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from .config import Config, load_config, secret_values
 from .errors import ConfigError
-from .limits import DEFAULT_REQUEST_TIMEOUT_SECONDS
+from .limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from .system import open_runtime
 
@@ -55,9 +55,17 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_REQUEST_TIMEOUT_SECONDS,
         help="seconds an HTTP request may take before it is answered 504 (default: %(default)s)",
     )
+    serve.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=DEFAULT_IDLE_TIMEOUT_SECONDS,
+        help="seconds an idle actor stays in memory before it is evicted (default: %(default)s)",
+    )
     args = parser.parse_args(argv)
-    if not args.request_timeout > 0:
-        parser.error(f"--request-timeout must be a positive number of seconds, not {args.request_timeout}")
+    for option in ("request_timeout", "idle_timeout"):
+        if not getattr(args, option) > 0:
+            flag = "--" + option.replace("_", "-")
+            parser.error(f"{flag} must be a positive number of seconds, not {getattr(args, option)}")
     # Import paths in the config resolve from the current directory, as with `python -m`.
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
@@ -80,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 port=args.port,
                 data_dir=args.data_dir,
                 request_timeout=args.request_timeout,
+                idle_timeout=args.idle_timeout,
             )
         )
     except ConfigError as exc:
@@ -95,13 +104,16 @@ async def serve_forever(
     port: int,
     data_dir: str | None,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
 ) -> None:
     """Serve until SIGINT or SIGTERM, then shut down cleanly."""
     shutdown = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_watch_signals, signals, shutdown)
-            async with open_runtime(config, data_dir=data_dir, request_timeout=request_timeout) as rt:
+            async with open_runtime(
+                config, data_dir=data_dir, request_timeout=request_timeout, idle_timeout=idle_timeout
+            ) as rt:
                 settings = HypercornConfig()
                 settings.bind = [f"{host}:{port}"]
                 settings.graceful_timeout = GRACEFUL_TIMEOUT_SECONDS

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -194,3 +195,37 @@ def test_environment_overrides_vars(app_dir: Path) -> None:
         assert httpx.post(server.url + "/rpc/G/g/greet").json() == {"result": "from environment"}
     finally:
         server.stop()
+
+
+@pytest.fixture
+def root_logger():
+    """``roost serve`` replaces the root logger's handlers: put them back afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
+def test_serve_passes_its_timeouts_to_the_runtime(app_dir: Path, monkeypatch, root_logger) -> None:
+    from runtime import cli
+
+    seen = {}
+
+    async def fake_serve_forever(config, **options) -> None:
+        seen.update(options)
+
+    monkeypatch.chdir(app_dir)
+    monkeypatch.setattr(cli, "serve_forever", fake_serve_forever)
+    assert cli.main(["serve", "--idle-timeout", "5", "--request-timeout", "7"]) == 0
+    assert seen["idle_timeout"] == 5 and seen["request_timeout"] == 7
+
+
+@pytest.mark.parametrize("flag", ["--idle-timeout", "--request-timeout"])
+def test_a_timeout_that_is_not_positive_is_refused(flag: str, capsys) -> None:
+    from runtime import cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["serve", flag, "0"])
+    assert exited.value.code == 2
+    assert f"{flag} must be a positive number of seconds" in capsys.readouterr().err

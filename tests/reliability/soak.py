@@ -4,11 +4,12 @@
    disk that really fills up (``disk_full.py``, when a tmpfs can be mounted).
 2. Load on the shop example (``examples/roost.toml``): many connections placing and reading
    orders through ``POST /orders`` and ``GET /orders/{id}``; statuses, p50/p99 latency and
-   the server's memory.
+   the server's memory. The server evicts idle actors after ``--idle-timeout`` seconds
+   (10 here, so that the load outlasts it several times and memory reaches its level).
 3. Backpressure: the payment queue's consumer is paused (a consumer that fell behind) while
    the same load goes on: the backlog grows and producers still get their durable acks;
    then many messages go into a paused queue to measure the memory a queued message costs
-   (its body waits in LMDB, its index entry in RAM), and the payments drain after resuming.
+   (past the first 10,000, nothing: they wait on disk), and the payments drain after resuming.
 
 Exits 1 if a guarantee was broken (anything lost, an error other than 429 under load).
 Run from the repository root: ``python tests/reliability/soak.py [--kills N] ...``.
@@ -49,6 +50,12 @@ def main() -> int:
         help="load with the consumer paused (default %(default)s)",
     )
     parser.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=10.0,
+        help="the shop server's --idle-timeout (default %(default)s)",
+    )
+    parser.add_argument(
         "--backlog-messages",
         type=int,
         default=50_000,
@@ -87,7 +94,14 @@ def _disk_full(mount_point: Path) -> list[str]:
 async def _shop_load(root: Path, args: argparse.Namespace) -> list[str]:
     problems = []
     server = ServeProcess(
-        REPO, root / "shop.log", "--config", "examples/roost.toml", "--data-dir", str(root / "shop-data")
+        REPO,
+        root / "shop.log",
+        "--config",
+        "examples/roost.toml",
+        "--data-dir",
+        str(root / "shop-data"),
+        "--idle-timeout",
+        str(args.idle_timeout),
     )
     try:
         async with httpx.AsyncClient(base_url=server.url, timeout=30) as admin:
