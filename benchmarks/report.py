@@ -27,7 +27,7 @@ def render_table(results: list[BenchmarkResult]) -> str:
         for figure in result.figures:
             verdict = {None: "", True: "pass", False: "FAIL"}[figure.passed]
             target = "" if figure.target is None else str(figure.target)
-            rows.append(("  " + figure.label, _format_value(figure.value), figure.unit, target, verdict))
+            rows.append(("  " + figure.label, format_value(figure.value), figure.unit, target, verdict))
     widths = [max(len(row[i]) for row in [_COLUMNS, *rows]) for i in range(len(_COLUMNS))]
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
     lines = [_format_row(_COLUMNS, widths), rule]
@@ -102,7 +102,7 @@ def _format_row(cells: tuple[str, ...], widths: list[int]) -> str:
     ).rstrip()
 
 
-def _format_value(value: float | None) -> str:
+def format_value(value: float | None) -> str:
     if value is None:
         return "n/a"
     if isinstance(value, int) or abs(value) >= 1000:

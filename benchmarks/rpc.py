@@ -143,7 +143,7 @@ async def concurrent_increments(
         max_ms=latency.max_ms,
         statistics=commits,
     )
-    await _check_reopened(result, data_dir, dict(zip(names, acknowledged)))
+    await _check_reopened(result, data_dir, dict(zip(names, acknowledged, strict=True)))
     return result
 
 

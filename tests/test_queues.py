@@ -287,7 +287,7 @@ async def test_a_batch_over_one_storage_value_is_kept_whole_and_in_order(data_di
         await rt.queue("jobs").pause()
         ids = await rt.env.JOBS.send_batch([{"body": body, "content_type": "text"} for body in big])
     async with open_queues(data_dir) as rt:
-        assert [(m["id"], m["body"]) for m in await rt.queue("jobs").peek()] == list(zip(ids, big))
+        assert [(m["id"], m["body"]) for m in await rt.queue("jobs").peek()] == list(zip(ids, big, strict=True))
         await rt.queue("jobs").resume()
         await trio.sleep(10)
         assert bodies(0) == big

@@ -853,7 +853,7 @@ def long_key_cases(keys: list[str]) -> list[dict]:
     cases: list[dict] = [{}]
     for b in bounds:
         cases += [{"start": b}, {"start_after": b}, {"end": b}]
-    for lo, hi in zip(bounds, bounds[3:]):
+    for lo, hi in zip(bounds, bounds[3:], strict=False):
         cases += [{"start": lo, "end": hi}, {"start_after": lo, "end": hi}]
     for p in prefixes:
         cases += [

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..figures import BenchmarkResult
+from ..report import format_value
 
 ROOST = "Roost"
 
@@ -121,18 +122,6 @@ def _ahead(ratio: float | None, higher_is_better: bool, peer: str) -> str:
     if 0.95 <= factor <= 1.05:
         return "even"
     return f"{ROOST} {factor:.1f}x" if factor > 1 else f"{peer} {1 / factor:.1f}x"
-
-
-def format_value(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    if abs(value) >= 100:
-        return f"{value:.0f}"
-    if abs(value) >= 10:
-        return f"{value:.1f}"
-    return f"{value:.2f}"
 
 
 def _cells(entry: dict[str, Any]) -> tuple[str, ...]:
