@@ -11,11 +11,12 @@ from __future__ import annotations
 import importlib.util
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from . import records
 from .processes import Process
@@ -26,6 +27,21 @@ from .workloads import Peer, chunks, send_batches
 ROOT = Path(__file__).resolve().parent.parent.parent
 BIN = Path(sys.executable).parent
 QUEUE_NAME = "bench"
+
+
+def _running(system: type) -> Callable[..., AbstractContextManager[Any]]:
+    """A context manager that starts ``system`` on a directory and stops it afterwards."""
+
+    @contextmanager
+    def run(directory: Path, fail_first_attempt: bool = False) -> Iterator[Any]:
+        directory.mkdir(parents=True, exist_ok=True)
+        running = system(directory, fail_first_attempt)
+        try:
+            yield running
+        finally:
+            running.stop()
+
+    return run
 
 
 def _missing(*modules: str) -> str | None:
@@ -104,22 +120,12 @@ class _Huey(_Recorded):
         return self.consumer.stop()
 
 
-@contextmanager
-def _huey(directory: Path, fail_first_attempt: bool = False) -> Iterator[_Huey]:
-    directory.mkdir(parents=True, exist_ok=True)
-    system = _Huey(directory, fail_first_attempt)
-    try:
-        yield system
-    finally:
-        system.stop()
-
-
 HUEY = Peer(
     name="Huey",
     setup=f"huey {_version('huey')}, SqliteHuey (fsync on), one worker thread",
     unavailable=lambda: _missing("huey"),
-    queue=_huey,
-    alarms=_huey,
+    queue=_running(_Huey),
+    alarms=_running(_Huey),
 )
 
 
@@ -198,16 +204,6 @@ class _RQ(_Recorded):
             self.server.stop()
 
 
-@contextmanager
-def _rq(directory: Path, fail_first_attempt: bool = False) -> Iterator[_RQ]:
-    directory.mkdir(parents=True, exist_ok=True)
-    system = _RQ(directory, fail_first_attempt)
-    try:
-        yield system
-    finally:
-        system.stop()
-
-
 RQ = Peer(
     name="RQ",
     setup=(
@@ -215,6 +211,6 @@ RQ = Peer(
         "appendfsync always"
     ),
     unavailable=lambda: _missing("rq", "redis") or redis_unavailable(),
-    queue=_rq,
-    alarms=_rq,
+    queue=_running(_RQ),
+    alarms=_running(_RQ),
 )
