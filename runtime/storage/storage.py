@@ -147,7 +147,9 @@ class Storage(KeyValueOperations):
         if batch is None:
             return
         if not batch.done.is_set():
-            await batch.done.wait()
+            self._committer.start_commit()
+            if not batch.done.is_set():
+                await batch.done.wait()
         failure = batch.failure_of(self)
         if failure is not None:
             raise ActorResetError(f"commit failed: {failure}; the actor was reset")

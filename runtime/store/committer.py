@@ -1,18 +1,23 @@
 """The group committer: every actor's pending writes go to LMDB in one synced transaction.
 
-Writers mark themselves dirty in the open batch; one writer task drains everything dirty
-into a single commit, run on a worker thread (inline under ``MockClock``, where a thread would
-let virtual time jump). While a commit is in flight the next batch fills, so throughput is
-fsyncs/s times writes per commit. What must stay true: a batch's ``done`` is set only after
-its commit returned, and a failed part is reported to ``on_failure`` before ``done`` is set.
+Writers mark themselves dirty in the open batch. A batch goes to the writer thread as soon as
+the writer is idle and either the committer task runs (woken by the first dirty writer) or
+an actor is about to wait for durability (``start_commit``); while one commit is on the
+thread the next batch fills, so throughput is fsyncs/s times writes per commit, and the event
+loop keeps running actors while the disk syncs. Under ``MockClock`` commits run inline in the
+committer task, where a thread would let virtual time jump. What must stay true: a batch is
+taken only while every task is at an await (so writes made without yielding never straddle
+two commits), a batch's ``done`` is set only after its commit returned, and a failed part is
+reported to ``on_failure`` before ``done`` is set.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
@@ -49,6 +54,25 @@ class Batch:
         return self.failed.get(id(writer)) if self.failed else None
 
 
+class _Commit:
+    """A batch on its way through the writer thread: set there, read on the trio thread."""
+
+    __slots__ = ("batch", "work", "finished", "failed_parts", "error", "seconds")
+
+    def __init__(self, batch: Batch, work: list[ActorWrites]) -> None:
+        self.batch = batch
+        self.work = work
+        self.finished = False
+        self.failed_parts: list[tuple[ActorWrites, Exception]] = []
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+
+    @property
+    def clean(self) -> bool:
+        """Finished, and every actor's part committed."""
+        return self.finished and self.error is None and not self.failed_parts
+
+
 FailureHandler = Callable[[Writer, Exception], None]
 CommitFault = Callable[[ActorWrites | None], None]
 
@@ -82,10 +106,9 @@ class CommitStatistics:
 class Committer:
     """Owns the write side of one ``Environment``. Run ``run()`` in the runtime's nursery.
 
-    The committer task wakes when the first writer of a batch marks itself dirty; it runs in
-    the scheduling round after that, when every writer that was runnable with it has reached
-    an await, so a batch holds every write made so far and writes made without yielding
-    never straddle two commits. While a commit is in flight the next batch fills.
+    The committer task wakes when the first writer of a batch marks itself dirty, and runs
+    in the scheduling round after that, when every writer that was runnable with it has
+    reached an await. It also wakes when the writer thread finishes a commit.
     """
 
     def __init__(self, env: Environment) -> None:
@@ -95,8 +118,11 @@ class Committer:
         self.fault: CommitFault | None = None
         self.statistics = CommitStatistics()
         self._open = Batch()
+        self._running: _Commit | None = None
         self._wakeup = trio.Event()
         self._closing = False
+        self._inline = True
+        self._token: trio.lowlevel.TrioToken | None = None
 
     @property
     def open_batch(self) -> Batch:
@@ -111,37 +137,136 @@ class Committer:
         self._wakeup.set()
         return batch
 
+    def start_commit(self) -> None:
+        """An event is about to wait for durability: commit the open batch now if the writer
+        is idle, rather than in the next scheduling round.
+
+        Only call this right before an await: then every task is at an await, so the batch
+        holds no half of a run of writes made without yielding. A commit that finished
+        cleanly is completed here too; one that failed is left to the committer task.
+        """
+        if self._inline or self._token is None:
+            return
+        running = self._running
+        if running is not None:
+            if not running.clean:
+                return
+            self._running = None
+            self._complete(running, running.failed_parts)
+        if self._open.writers:
+            self._start()
+
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Commit batches until ``close()``; the last batch is committed before returning."""
+        self._inline = clock.is_virtual()
+        self._token = trio.lowlevel.current_trio_token()
         task_status.started()
-        while True:
-            await self._wakeup.wait()
-            self._wakeup = trio.Event()
-            batch, self._open = self._open, Batch()
-            if batch.writers:
-                with trio.CancelScope(shield=True):
-                    await self._commit(batch)
-            if self._closing and not self._open.writers:
-                return
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup = trio.Event()
+                self._advance()
+                if self._closing and self._running is None and not self._open.writers:
+                    return
+        finally:
+            # Never leave a write transaction on the thread behind: the environment closes next.
+            with trio.CancelScope(shield=True):
+                while self._running is not None and not self._running.finished:
+                    await self._wakeup.wait()
+                    self._wakeup = trio.Event()
+            self._token = None
 
     def close(self) -> None:
         """Ask ``run()`` to commit what is pending and return; later writes raise."""
         self._closing = True
         self._wakeup.set()
 
-    async def _commit(self, batch: Batch) -> None:
-        work = [writer.take_writes() for writer in batch.writers]
+    # -- the pipeline ----------------------------------------------------------------------
+
+    def _advance(self) -> None:
+        """Complete the commit on the writer if it finished, then start the next batch."""
+        while True:
+            running = self._running
+            if running is not None:
+                if not running.finished:
+                    return
+                self._running = None
+                self._finish(running)
+                continue
+            if not self._open.writers:
+                return
+            self._start()
+
+    def _start(self) -> None:
+        batch, self._open = self._open, Batch()
+        self._submit(_Commit(batch, [writer.take_writes() for writer in batch.writers]))
+
+    def _submit(self, commit: _Commit) -> None:
+        self._running = commit
+        if self._inline:
+            self._apply(commit, None)
+            return
+        # The trio thread waits while the writer thread fills the transaction, which takes
+        # little time but many GIL round trips (py-lmdb releases the GIL around every put), and
+        # goes on running actors once the commit is syncing, which takes one.
+        filled = threading.Event()
+        trio.lowlevel.start_thread_soon(lambda: self._apply(commit, filled.set), self._applied)
+        filled.wait()
+
+    def _apply(self, commit: _Commit, filled: Callable[[], None] | None) -> None:
+        """On the writer thread (inline under ``MockClock``): the whole LMDB transaction."""
         # Commit latency is real elapsed work, not runtime time: perf_counter is right here.
         started = time.perf_counter()
         try:
-            failed_parts = await self._apply(work)
-        except StorageError as exc:
-            log.error("group commit of %d actors failed: %s", len(work), exc)
-            self.statistics.failed_commits += 1
-            failed_parts = [(writes, exc) for writes in work]
-        else:
+            commit.failed_parts = self._env.apply_batch(commit.work, self.fault, filled)
+        except BaseException as exc:
+            commit.error = exc
+        finally:
+            if filled is not None:
+                filled()
+        commit.seconds = time.perf_counter() - started
+        commit.finished = True
+
+    def _applied(self, _: Any) -> None:
+        """On the writer thread, after ``_apply``: wake the committer task."""
+        if self._token is not None:
+            self._token.run_sync_soon(self._wake)
+
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    def _finish(self, commit: _Commit) -> None:
+        """A finished commit: grow the map and retry it, or report it to its writers."""
+        error = commit.error
+        if error is None:
+            self._complete(commit, commit.failed_parts)
+            return
+        if isinstance(error, MapFull):
+            # Growing the map is only safe with no transaction open in the process; here,
+            # on the trio thread between two synchronous reads and with the writer idle, none is.
+            if self._env.grow():
+                log.warning("LMDB map grew to %d bytes", self._env.stats()["map_size_bytes"])
+                commit.finished, commit.error = False, None
+                self._submit(commit)
+                return
+            error = StorageError("the LMDB map is full at its maximum size (max_map_size)")
+        if not isinstance(error, StorageError):
+            raise error
+        log.error("group commit of %d actors failed: %s", len(commit.work), error)
+        self.statistics.failed_commits += 1
+        self._complete(commit, [(writes, error) for writes in commit.work], record=False)
+
+    def _complete(
+        self,
+        commit: _Commit,
+        failed_parts: list[tuple[ActorWrites, Exception]],
+        *,
+        record: bool = True,
+    ) -> None:
+        batch, work = commit.batch, commit.work
+        if record:
             writes = sum(len(w.values) + w.clear + w.move_alarm for w in work)
-            self.statistics.record(len(work), writes, time.perf_counter() - started)
+            self.statistics.record(len(work), writes, commit.seconds)
         by_writes = {id(writes): exc for writes, exc in failed_parts}
         for writer, writes in zip(batch.writers, work, strict=True):
             exc = by_writes.get(id(writes))
@@ -151,23 +276,6 @@ class Committer:
                 batch.failed[id(writer)] = exc
                 self.on_failure(writer, exc)
         batch.done.set()
-
-    async def _apply(self, work: list[ActorWrites]) -> list[tuple[ActorWrites, Exception]]:
-        while True:
-            try:
-                return await self._run_on_writer(work)
-            except MapFull:
-                # Growing the map is only safe with no transaction open in the process; here,
-                # on the trio thread between two synchronous reads, none is.
-                if not self._env.grow():
-                    raise StorageError("the LMDB map is full at its maximum size (max_map_size)") from None
-                log.warning("LMDB map grew to %d bytes", self._env.stats()["map_size_bytes"])
-
-    async def _run_on_writer(self, work: list[ActorWrites]) -> list[tuple[ActorWrites, Exception]]:
-        if clock.is_virtual():
-            # Under MockClock a thread would let virtual time jump while it runs.
-            return self._env.apply_batch(work, self.fault)
-        return await trio.to_thread.run_sync(self._env.apply_batch, work, self.fault, abandon_on_cancel=False)
 
 
 def _unhandled_failure(writer: Writer, exc: Exception) -> None:

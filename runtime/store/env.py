@@ -200,32 +200,26 @@ class Environment:
         self,
         batch: list[ActorWrites],
         fault: Callable[[ActorWrites | None], None] | None = None,
+        filled: Callable[[], None] | None = None,
     ) -> list[tuple[ActorWrites, Exception]]:
-        """Commit every actor's writes in one durable transaction, one child txn per actor.
+        """Commit every actor's writes in one durable transaction.
 
-        Returns the actors whose own part failed (their writes are not in the commit).
-        Raises ``MapFull`` when the map is full, ``StorageError`` when the whole commit failed.
-        ``fault`` is the test hook of ``runtime.testing.inject_commit_failure``.
+        Returns the actors whose own part failed (their writes are not in the commit): the
+        writes go in together, and only if one actor's part fails are they applied again one
+        child transaction per actor, so that part alone is left out. Raises ``MapFull`` when
+        the map is full, ``StorageError`` when the whole commit failed. ``filled`` is called
+        once every write is in the transaction, before the commit syncs. ``fault`` is the
+        test hook of ``runtime.testing.inject_commit_failure``.
         """
         failed: list[tuple[ActorWrites, Exception]] = []
         try:
             with self._env.begin(write=True) as txn:
-                for writes in batch:
-                    child = self._env.begin(write=True, parent=txn)
-                    try:
-                        if fault is not None:
-                            fault(writes)
-                        self._apply_actor(child, writes)
-                    except lmdb.MapFullError:
-                        child.abort()
-                        raise
-                    except (lmdb.Error, StorageError) as exc:
-                        child.abort()
-                        failed.append((writes, exc))
-                    else:
-                        child.commit()
-                if fault is not None:
-                    fault(None)
+                try:
+                    if fault is not None or not self._fill_together(txn, batch):
+                        self._fill_apart(txn, batch, fault, failed)
+                finally:
+                    if filled is not None:
+                        filled()
         except lmdb.MapFullError as exc:
             raise MapFull(str(exc)) from exc
         except lmdb.Error as exc:
@@ -235,8 +229,48 @@ class Environment:
             ) from exc
         return failed
 
+    def _fill_together(self, txn: lmdb.Transaction, batch: list[ActorWrites]) -> bool:
+        """Every actor's writes in one child transaction; False, with none written, if one fails."""
+        child = self._env.begin(write=True, parent=txn)
+        try:
+            for writes in batch:
+                self._apply_actor(child, writes)
+        except lmdb.MapFullError:
+            child.abort()
+            raise
+        except (lmdb.Error, StorageError):
+            child.abort()
+            return False
+        child.commit()
+        return True
+
+    def _fill_apart(
+        self,
+        txn: lmdb.Transaction,
+        batch: list[ActorWrites],
+        fault: Callable[[ActorWrites | None], None] | None,
+        failed: list[tuple[ActorWrites, Exception]],
+    ) -> None:
+        for writes in batch:
+            child = self._env.begin(write=True, parent=txn)
+            try:
+                if fault is not None:
+                    fault(writes)
+                self._apply_actor(child, writes)
+            except lmdb.MapFullError:
+                child.abort()
+                raise
+            except (lmdb.Error, StorageError) as exc:
+                child.abort()
+                failed.append((writes, exc))
+            else:
+                child.commit()
+        if fault is not None:
+            fault(None)
+
     def _apply_actor(self, txn: lmdb.Transaction, writes: ActorWrites) -> None:
         prefix = writes.prefix
+        writes.record_removed = False
         if writes.clear:
             cursor = txn.cursor(db=self.kv)
             if cursor.set_range(prefix):
