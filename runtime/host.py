@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
-from . import clock
 from .actor import Actor
 from .correlation import current_correlation_id
 from .errors import ActorResetError
@@ -146,7 +145,7 @@ class Host:
         order = self._idle_order
         order[instance.prefix] = instance
         order.move_to_end(instance.prefix)
-        instance.last_used = clock.now()
+        instance.last_used = trio.current_time()
         if len(order) == 1:
             self._evictor_wakeup.set()
 
@@ -223,7 +222,7 @@ class Host:
                 continue
             prefix, instance = next(iter(order.items()))
             deadline = instance.last_used + self.idle_timeout_seconds
-            wait = deadline - clock.now()
+            wait = deadline - trio.current_time()
             if wait > 0:
                 await trio.sleep(wait)
                 continue

@@ -32,6 +32,7 @@ class Storage(KeyValueOperations):
         "_name",
         "_pending",
         "_in_flight",
+        "_recent",
         "_committing",
         "_batch",
         "_registered",
@@ -59,6 +60,9 @@ class Storage(KeyValueOperations):
         self._name = name
         self._pending: WriteSet | None = None
         self._in_flight: WriteSet | None = None
+        # The last committed write set, when small: read before LMDB, so a key written by the
+        # last commit is read back without a read transaction (a counter's get before its put).
+        self._recent: WriteSet | None = None
         self._committing: ActorWrites | None = None
         self._batch: Batch | None = None
         self._registered = record is not None and record.get("name") == name
@@ -72,7 +76,7 @@ class Storage(KeyValueOperations):
     # -- layering --------------------------------------------------------------------------
 
     def _layers(self) -> tuple[WriteSet | None, ...]:
-        return (self._pending, self._in_flight)
+        return (self._pending, self._in_flight, self._recent)
 
     def _write_target(self) -> WriteSet:
         if self._closed:
@@ -213,6 +217,7 @@ class Storage(KeyValueOperations):
 
     def writes_committed(self, batch: Batch) -> None:
         writes = self._committing
+        self._recent = _small_or_none(self._in_flight)
         self._in_flight = self._committing = None
         if self._batch is batch:
             # Nothing newer is pending: let go of the batch (an idle actor keeps no commit state).
@@ -229,3 +234,19 @@ class Storage(KeyValueOperations):
             self._alarm = writes.new_alarm
             if self._on_alarm_committed is not None:
                 self._on_alarm_committed(self._prefix, self._alarm)
+
+
+# A committed write set stays readable in memory while it is at most this big.
+RECENT_MAX_KEYS = 8
+RECENT_MAX_BYTES = 1024
+
+
+def _small_or_none(committed: WriteSet | None) -> WriteSet | None:
+    """``committed`` as a read layer if it is small: it matches LMDB for its keys (and, when
+    cleared, for the whole actor), and no longer speaks for the alarm."""
+    if committed is None or len(committed.values) > RECENT_MAX_KEYS:
+        return None
+    if sum(len(value) for value in committed.values.values() if value is not None) > RECENT_MAX_BYTES:
+        return None
+    committed.alarm = UNCHANGED
+    return committed

@@ -14,6 +14,7 @@ reported to ``on_failure`` before ``done`` is set.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -26,6 +27,9 @@ from ..errors import StorageError
 from .env import ActorWrites, Environment, MapFull
 
 log = logging.getLogger("roost.store")
+
+# Python's thread switch interval while a runtime commits on a writer thread.
+WRITER_SWITCH_INTERVAL_SECONDS = 0.0002
 
 
 class Writer(Protocol):
@@ -160,6 +164,13 @@ class Committer:
         """Commit batches until ``close()``; the last batch is committed before returning."""
         self._inline = clock.is_virtual()
         self._token = trio.lowlevel.current_trio_token()
+        switch_interval = sys.getswitchinterval()
+        if not self._inline:
+            # The writer thread needs the GIL back the moment a commit's sync returns, while
+            # the trio thread is busy running actors; Python's default 5 ms switch interval
+            # would add most of that to every commit (measured: 12,000 against 15,500
+            # increments/s with 64 callers).
+            sys.setswitchinterval(min(switch_interval, WRITER_SWITCH_INTERVAL_SECONDS))
         task_status.started()
         try:
             while True:
@@ -175,6 +186,7 @@ class Committer:
                     await self._wakeup.wait()
                     self._wakeup = trio.Event()
             self._token = None
+            sys.setswitchinterval(switch_interval)
 
     def close(self) -> None:
         """Ask ``run()`` to commit what is pending and return; later writes raise."""
