@@ -45,4 +45,20 @@ def _hashable(key: Any) -> Any:
 
 def copy(value: Any) -> Any:
     """A structured-clone style copy: what the other side of an RPC boundary receives."""
+    if is_plain_scalar(value):
+        return value
     return decode(encode(value))
+
+
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+
+
+def is_plain_scalar(value: Any) -> bool:
+    """True for a value that a copy would give back equal and that nobody can change: None, a
+    bool, a float, an int msgpack can hold, or an ASCII str. Copying such a value is skipped."""
+    kind = type(value)
+    if kind is int:
+        return _INT_MIN <= value <= _INT_MAX
+    if kind is str:
+        return value.isascii()
+    return kind is float or kind is bool or value is None

@@ -101,8 +101,13 @@ class ActorStub:
         return partial(self._call, name)
 
     async def _call(self, method: str, *args: Any, **kwargs: Any) -> Any:
-        payload = codec.encode((args, kwargs))
-        return codec.decode(await self._deliver(partial(_invoke, method, payload), method))
+        # Plain scalars need no copy: they go over as the tuple itself; the rest is encoded.
+        payload: tuple | bytes
+        if not kwargs and all(map(codec.is_plain_scalar, args)):
+            payload = args
+        else:
+            payload = codec.encode((args, kwargs))
+        return await self._deliver(partial(_invoke, method, payload), method)
 
     async def fetch(
         self,
@@ -219,10 +224,13 @@ def rpc_method(cls: type[Actor], name: str) -> Any:
     return function
 
 
-async def _invoke(method: str, payload: bytes, actor: Actor) -> bytes:
+async def _invoke(method: str, payload: tuple | bytes, actor: Actor) -> Any:
+    """Run an RPC method; returns the copy of its result the caller receives."""
     function = rpc_method(type(actor), method)
+    if type(payload) is tuple:
+        return codec.copy(await function(actor, *payload))
     args, kwargs = codec.decode(payload)
-    return codec.encode(await function(actor, *args, **kwargs))
+    return codec.copy(await function(actor, *args, **kwargs))
 
 
 async def _invoke_queue(batch: Any, actor: Actor) -> None:

@@ -206,8 +206,9 @@ class Storage(KeyValueOperations):
             writes.old_alarm, writes.new_alarm = self._alarm, alarm  # type: ignore[assignment]
         # The record (name and alarm) is written when it changes or the actor first stores
         # something; the writer removes it when the actor is left with no key and no alarm.
-        puts = any(v is not None for v in taken.values.values())
-        if writes.move_alarm or (puts and not self._registered):
+        if writes.move_alarm or (
+            not self._registered and any(v is not None for v in taken.values.values())
+        ):
             writes.write_record, writes.record = (
                 True,
                 {"name": self._name, "alarm": alarm, "alarm_cid": alarm_cid},
@@ -246,7 +247,11 @@ def _small_or_none(committed: WriteSet | None) -> WriteSet | None:
     cleared, for the whole actor), and no longer speaks for the alarm."""
     if committed is None or len(committed.values) > RECENT_MAX_KEYS:
         return None
-    if sum(len(value) for value in committed.values.values() if value is not None) > RECENT_MAX_BYTES:
+    size = 0
+    for value in committed.values.values():
+        if value is not None:
+            size += len(value)
+    if size > RECENT_MAX_BYTES:
         return None
     committed.alarm = UNCHANGED
     return committed
