@@ -206,9 +206,7 @@ class Storage(KeyValueOperations):
             writes.old_alarm, writes.new_alarm = self._alarm, alarm  # type: ignore[assignment]
         # The record (name and alarm) is written when it changes or the actor first stores
         # something; the writer removes it when the actor is left with no key and no alarm.
-        if writes.move_alarm or (
-            not self._registered and any(v is not None for v in taken.values.values())
-        ):
+        if writes.move_alarm or (not self._registered and any(v is not None for v in taken.values.values())):
             writes.write_record, writes.record = (
                 True,
                 {"name": self._name, "alarm": alarm, "alarm_cid": alarm_cid},
