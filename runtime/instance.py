@@ -125,8 +125,7 @@ class Instance:
 
     async def output_gate(self) -> None:
         """Wait until every write made so far is durable; ``ActorResetError`` if reset."""
-        if self.storage.has_unflushed_writes:
-            await self.storage.wait_durable()
+        await self.storage.wait_durable()
         if self.reset_reason is not None:
             raise ActorResetError(self.reset_reason)
 

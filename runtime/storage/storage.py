@@ -150,10 +150,11 @@ class Storage(KeyValueOperations):
         batch = self._batch
         if batch is None:
             return
-        if not batch.done.is_set():
+        done = batch.done
+        if not done.is_set():
             self._committer.start_commit()
-            if not batch.done.is_set():
-                await batch.done.wait()
+            if not done.is_set():
+                await done.wait()
         failure = batch.failure_of(self)
         if failure is not None:
             raise ActorResetError(f"commit failed: {failure}; the actor was reset")
