@@ -121,8 +121,8 @@ async def test_a_failed_commit_resets_only_its_actor(data_dir):
 
 
 async def test_a_failed_group_commit_resets_every_actor_in_it(data_dir, autojump_clock):
-    # Under MockClock the committer takes every write of a scheduling round in one commit; with
-    # a real clock the first caller to wait would already be committing alone.
+    # Under MockClock the committer takes every write of a scheduling round in one commit, so
+    # all five writes are in the failing one.
     async with open_counters(data_dir) as rt:
         ns = rt.namespace("COUNTERS")
         stubs = [ns.get_by_name(f"c{i}") for i in range(5)]

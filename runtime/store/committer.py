@@ -1,10 +1,11 @@
 """The group committer: every actor's pending writes go to LMDB in one synced transaction.
 
 Writers mark themselves dirty in the open batch. A batch goes to the writer thread as soon as
-the writer is idle and either the committer task runs (woken by the first dirty writer) or
-an actor is about to wait for durability (``start_commit``); while one commit is on the
-thread the next batch fills, so throughput is fsyncs/s times writes per commit, and the event
-loop keeps running actors while the disk syncs. Under ``MockClock`` commits run inline in the
+the writer is idle and either the committer task runs (woken by the first dirty writer, it
+runs at the end of that scheduling round) or an event about to wait for durability finds a
+large enough batch (``start_commit``). While one commit is on the thread the next batch
+fills, so throughput is fsyncs/s times writes per commit, and the event loop keeps running
+actors while the disk syncs. Under ``MockClock`` commits run inline in the
 committer task, where a thread would let virtual time jump. What must stay true: a batch is
 taken only while every task is at an await (so writes made without yielding never straddle
 two commits), a batch's ``done`` is set only after its commit returned, and a failed part is
@@ -30,6 +31,12 @@ log = logging.getLogger("roost.store")
 
 # Python's thread switch interval while a runtime commits on a writer thread.
 WRITER_SWITCH_INTERVAL_SECONDS = 0.0005
+# The longest the trio thread waits for the writer thread to fill a transaction.
+MAX_FILL_WAIT_SECONDS = 0.002
+# How many actors' writes an event waiting for durability commits without waiting for the
+# end of the scheduling round (measured over HTTP, 64 connections to one actor: 420 req/s
+# with 8, 346 when every waiting event started a commit).
+EARLY_COMMIT_WRITERS = 8
 
 
 class Writer(Protocol):
@@ -142,12 +149,16 @@ class Committer:
         return batch
 
     def start_commit(self) -> None:
-        """An event is about to wait for durability: commit the open batch now if the writer
-        is idle, rather than in the next scheduling round.
+        """An event is about to wait for durability: complete the commit on the writer if it
+        finished cleanly (one that failed is left to the committer task), and start the next
+        now if the writer is idle and at least ``EARLY_COMMIT_WRITERS`` actors wait for it.
+
+        The commit then syncs while the rest of this scheduling round runs. A smaller batch is
+        left to the committer task at the end of the round, so the round's writes share one
+        commit: each commit costs the trio thread its handoff to the writer thread.
 
         Only call this right before an await: then every task is at an await, so the batch
-        holds no half of a run of writes made without yielding. A commit that finished
-        cleanly is completed here too; one that failed is left to the committer task.
+        holds no half of a run of writes made without yielding.
         """
         if self._inline or self._token is None:
             return
@@ -157,7 +168,7 @@ class Committer:
                 return
             self._running = None
             self._complete(running, running.failed_parts)
-        if self._open.writers:
+        if len(self._open.writers) >= EARLY_COMMIT_WRITERS:
             self._start()
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -214,16 +225,18 @@ class Committer:
         self._submit(_Commit(batch, [writer.take_writes() for writer in batch.writers]))
 
     def _submit(self, commit: _Commit) -> None:
-        self._running = commit
         if self._inline:
+            self._running = commit
             self._apply(commit, None)
             return
         # The trio thread waits while the writer thread fills the transaction, which takes
         # little time but many GIL round trips (py-lmdb releases the GIL around every put), and
-        # goes on running actors once the commit is syncing, which takes one.
+        # goes on running actors once the commit is syncing, which takes one. A fill that
+        # takes long (large values) is left to go on beside the actors.
         filled = threading.Event()
         trio.lowlevel.start_thread_soon(lambda: self._apply(commit, filled.set), self._applied)
-        filled.wait()
+        self._running = commit
+        filled.wait(MAX_FILL_WAIT_SECONDS)
 
     def _apply(self, commit: _Commit, filled: Callable[[], None] | None) -> None:
         """On the writer thread (inline under ``MockClock``): the whole LMDB transaction."""
