@@ -14,6 +14,7 @@ reported to ``on_failure`` before ``done`` is set.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
 import threading
@@ -31,6 +32,8 @@ log = logging.getLogger("roost.store")
 
 # Python's thread switch interval while a runtime commits on a writer thread.
 WRITER_SWITCH_INTERVAL_SECONDS = 0.0005
+# The longest the trio thread waits for the writer thread to fill a transaction.
+MAX_FILL_WAIT_SECONDS = 1.0
 # How many actors' writes an event waiting for durability commits without waiting for the
 # end of the scheduling round (measured over HTTP, 64 connections to one actor: 420 req/s
 # with 8, 346 when every waiting event started a commit).
@@ -177,8 +180,8 @@ class Committer:
         if not self._inline:
             # The writer thread needs the GIL back the moment a commit's sync returns, while
             # the trio thread is busy running actors; Python's default 5 ms switch interval
-            # would add most of that to every commit (measured: about 12,000 against 14,500
-            # increments/s with 64 callers).
+            # would add most of that to every commit (measured: about 12,000 increments/s with
+            # 64 callers at 5 ms, 13,500 to 15,500 at 0.5 ms).
             sys.setswitchinterval(min(switch_interval, WRITER_SWITCH_INTERVAL_SECONDS))
         task_status.started()
         try:
@@ -229,13 +232,15 @@ class Committer:
             return
         # The trio thread waits while the writer thread fills the transaction, which takes
         # little time but a GIL round trip per put (py-lmdb releases the GIL around each), and
-        # goes on running actors once the commit is syncing, which takes one. Filling beside
-        # busy actors would make each round trip wait for a switch interval: measured, 10,000
-        # alarms due at once then took 1.8 s instead of 1.2 s.
+        # goes on running actors once the commit is syncing, which takes one. Beside a thread
+        # busy in Python each round trip waits for a switch interval: measured, filling 32
+        # actors' writes took 0.15 ms alone and 6 ms (74 ms at the default interval) beside
+        # one. The wait is bounded only so that a writer stuck on LMDB's lock (another process
+        # writing the same data directory) cannot stop the event loop.
         filled = threading.Event()
         trio.lowlevel.start_thread_soon(lambda: self._apply(commit, filled.set), self._applied)
         self._running = commit
-        filled.wait()
+        filled.wait(MAX_FILL_WAIT_SECONDS)
 
     def _apply(self, commit: _Commit, filled: Callable[[], None] | None) -> None:
         """On the writer thread (inline under ``MockClock``): the whole LMDB transaction."""
@@ -253,8 +258,11 @@ class Committer:
 
     def _applied(self, _: Any) -> None:
         """On the writer thread, after ``_apply``: wake the committer task."""
-        if self._token is not None:
-            self._token.run_sync_soon(self._wake)
+        token = self._token
+        if token is not None:
+            # RunFinishedError: the runtime closed right after the commit (run() waited for it).
+            with contextlib.suppress(trio.RunFinishedError):
+                token.run_sync_soon(self._wake)
 
     def _wake(self) -> None:
         self._wakeup.set()
