@@ -24,6 +24,12 @@ class Echo(Actor):
     async def echo(self, *args, **kwargs):
         return [list(args), kwargs]
 
+    async def same(self, value):
+        return value
+
+    async def big(self):
+        return 2**64
+
     async def mutate(self, value: dict) -> dict:
         value["touched"] = True
         return value
@@ -84,6 +90,21 @@ async def test_supported_values_round_trip(rt):
     args, kwargs = await stub.echo(None, True, 7, 1.5, "s", b"b", (1, 2), {"k": [1]}, when=when)
     assert args == [None, True, 7, 1.5, "s", b"b", [1, 2], {"k": [1]}]
     assert kwargs["when"] == when
+
+
+async def test_plain_scalars_arrive_equal_and_the_limits_of_a_copy_still_hold(rt):
+    stub = rt.namespace("ECHO").get_by_name("a")
+    for value in (None, True, False, 0, -(2**63), 2**64 - 1, 1.5, float("inf"), "", "ascii", "ünï"):
+        assert await stub.same(value) == value
+        assert type(await stub.same(value)) is type(value)
+    assert await stub.echo(1, "x", None, 2.5, True) == [[1, "x", None, 2.5, True], {}]
+    for unclonable in (2**64, -(2**63) - 1, "lone \ud800 surrogate"):
+        with pytest.raises(DataCloneError) as info:
+            await stub.same(unclonable)
+        assert info.value.remote is False
+    with pytest.raises(DataCloneError) as info:
+        await stub.big()
+    assert info.value.remote is True
 
 
 async def test_unclonable_argument_raises_in_caller_before_delivery(rt):
