@@ -216,7 +216,7 @@ class Environment:
             with self._env.begin(write=True) as txn:
                 try:
                     if fault is not None or not self._fill_together(txn, batch):
-                        self._fill_apart(txn, batch, fault, failed)
+                        failed = self._fill_apart(txn, batch, fault)
                 finally:
                     if filled is not None:
                         filled()
@@ -231,42 +231,49 @@ class Environment:
 
     def _fill_together(self, txn: lmdb.Transaction, batch: list[ActorWrites]) -> bool:
         """Every actor's writes in one child transaction; False, with none written, if one fails."""
-        child = self._env.begin(write=True, parent=txn)
-        try:
+
+        def apply_all(child: lmdb.Transaction) -> None:
             for writes in batch:
                 self._apply_actor(child, writes)
-        except lmdb.MapFullError:
-            child.abort()
-            raise
-        except (lmdb.Error, StorageError):
-            child.abort()
-            return False
-        child.commit()
-        return True
+
+        return self._in_child(txn, apply_all) is None
 
     def _fill_apart(
         self,
         txn: lmdb.Transaction,
         batch: list[ActorWrites],
         fault: Callable[[ActorWrites | None], None] | None,
-        failed: list[tuple[ActorWrites, Exception]],
-    ) -> None:
+    ) -> list[tuple[ActorWrites, Exception]]:
+        """Each actor's writes in a child transaction of its own; the parts that failed."""
+        failed = []
         for writes in batch:
-            child = self._env.begin(write=True, parent=txn)
-            try:
+
+            def apply_one(child: lmdb.Transaction, writes: ActorWrites = writes) -> None:
                 if fault is not None:
                     fault(writes)
                 self._apply_actor(child, writes)
-            except lmdb.MapFullError:
-                child.abort()
-                raise
-            except (lmdb.Error, StorageError) as exc:
-                child.abort()
-                failed.append((writes, exc))
-            else:
-                child.commit()
+
+            error = self._in_child(txn, apply_one)
+            if error is not None:
+                failed.append((writes, error))
         if fault is not None:
             fault(None)
+        return failed
+
+    def _in_child(self, txn: lmdb.Transaction, apply: Callable[[lmdb.Transaction], None]) -> Exception | None:
+        """Run ``apply`` in a child transaction of ``txn``: committed, or aborted with its error
+        returned (a full map aborts the whole commit: ``MapFullError`` propagates)."""
+        child = self._env.begin(write=True, parent=txn)
+        try:
+            apply(child)
+        except lmdb.MapFullError:
+            child.abort()
+            raise
+        except (lmdb.Error, StorageError) as exc:
+            child.abort()
+            return exc
+        child.commit()
+        return None
 
     def _apply_actor(self, txn: lmdb.Transaction, writes: ActorWrites) -> None:
         prefix = writes.prefix
