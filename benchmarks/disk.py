@@ -1,13 +1,17 @@
 """The disk's physical limits: fsync rate and raw LMDB synced commits, without Roost.
 
 A durable write cannot be acknowledged faster than one fsync, so these figures bound
-sequential durable RPC; group commit is how throughput goes past them. LMDB is opened as
-the runtime opens it (sync, metasync, no writemap). Each loop stops at a time or count bound.
+sequential durable RPC; group commit is how throughput goes past them. The scattered loops
+bound the 64-caller increment benchmark: its callers fall into two halves that take turns,
+so a commit carries about 32 actors' writes, each to its own place in the B-tree, and a sync
+costs per page written. LMDB is opened as the runtime opens it (sync, metasync, no
+writemap). Each loop stops at a time or count bound.
 """
 
 from __future__ import annotations
 
 import os
+import random
 import time
 from pathlib import Path
 
@@ -20,6 +24,9 @@ _BLOCK = b"r" * 512
 _VALUE = b"v" * 16
 _MAP_SIZE_BYTES = 1 << 32
 BATCH_PUTS = 1000
+# The increment benchmark's shape: 1,000 actors' counters, keys about as long as the runtime's.
+SCATTERED_KEYS = 1000
+SCATTERED_PUTS = (32, 64)
 
 
 def measure_disk(directory: Path, *, seconds: float, max_ops: int) -> BenchmarkResult:
@@ -71,6 +78,39 @@ def _measure_lmdb(result: BenchmarkResult, path: Path, *, seconds: float, max_op
         "puts/s",
     )
     result.details["lmdb"] = {"single_put_commits": commits, "batched_commits": batches}
+    _measure_scattered(result, path.with_name("lmdb-scattered"), seconds=seconds, max_ops=max_ops)
+
+
+def _measure_scattered(result: BenchmarkResult, path: Path, *, seconds: float, max_ops: int) -> None:
+    env = lmdb.open(str(path), map_size=_MAP_SIZE_BYTES, sync=True, metasync=True, writemap=False)
+    keys = [os.urandom(40) for _ in range(SCATTERED_KEYS)]
+    picker = random.Random(0)
+    try:
+        with env.begin(write=True) as txn:
+            for key in keys:
+                txn.put(key, _VALUE)
+        for puts in SCATTERED_PUTS:
+            durations: list[float] = []
+            deadline = time.perf_counter() + seconds
+            while len(durations) < max_ops:
+                chosen = picker.sample(keys, puts)
+                started = time.perf_counter()
+                with env.begin(write=True) as txn:
+                    for key in chosen:
+                        txn.put(key, _VALUE)
+                ended = time.perf_counter()
+                durations.append(ended - started)
+                if ended >= deadline:
+                    break
+            result.add(
+                f"lmdb_scattered_{puts}",
+                f"LMDB puts, {puts} per sync commit, scattered over {SCATTERED_KEYS:,} keys",
+                len(durations) * puts / sum(durations),
+                "puts/s",
+            )
+            result.add(f"lmdb_scattered_{puts}_ms", "  commit p50", summarize(durations).p50_ms, "ms")
+    finally:
+        env.close()
 
 
 def _commit_loop(

@@ -86,3 +86,16 @@ def _rounded(value: float | None) -> float | None:
     if value is None or isinstance(value, int):
         return value
     return round(value, 6 if abs(value) < 1 else 3)
+
+
+def add_event_loop_figures(
+    result: BenchmarkResult, cpu: float, elapsed: float, count: int, what: str
+) -> None:
+    """The event loop thread's CPU time over a run: per ``what`` and as a share of the wall time.
+
+    Near 100 % busy, a run is bound by the runtime's Python work rather than by the disk; the
+    figure per unit of work moves less with the disk's speed than the rate does."""
+    result.add(
+        f"cpu_us_per_{what}", f"  event loop CPU per {what}", cpu * 1e6 / count if count else None, "µs"
+    )
+    result.add(f"event_loop_busy_{what}", "  event loop busy", cpu / elapsed * 100 if elapsed else None, "%")

@@ -19,7 +19,7 @@ import trio
 from actors import MessageBatch
 from runtime import Actor, open_runtime
 
-from .figures import BenchmarkResult, Target
+from .figures import BenchmarkResult, Target, add_event_loop_figures
 
 BATCH = 100
 END_TO_END_TARGET = 50_000.0
@@ -102,10 +102,12 @@ async def queue_throughput(
         BenchConsumer.fail_first_attempt, BenchConsumer.done = fail, trio.Event()
         async with open_runtime(data_dir=str(directory / name), queues=_queues(concurrency)) as rt:
             started = time.perf_counter()
+            cpu_started = time.thread_time()
             with trio.move_on_after(timeout):
                 await _send_all(rt, count, producers)
                 await BenchConsumer.done.wait()
             elapsed = time.perf_counter() - started
+            event_loop_cpu = time.thread_time() - cpu_started
             await trio.sleep(0.2)  # let the last acks commit
             metrics = await rt.queue("bench").metrics()
         result.check(BenchConsumer.received == count, f"{name}: {BenchConsumer.received} of {count} acked")
@@ -119,5 +121,7 @@ async def queue_throughput(
             label = f"{count:,} messages end to end, max_concurrency {concurrency}: first send to last ack"
         target = Target(">=", END_TO_END_TARGET) if name == "end_to_end" else None
         result.add(name, label, count / elapsed, "msg/s", target)
+        if name == "end_to_end":
+            add_event_loop_figures(result, event_loop_cpu, elapsed, count, "message")
         result.details[name] = {"seconds": elapsed, **metrics}
     return result

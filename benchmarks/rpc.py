@@ -16,7 +16,7 @@ import trio
 from runtime import ActorStub, open_runtime
 
 from .counter import BINDING, Counter
-from .figures import BenchmarkResult, Target
+from .figures import BenchmarkResult, Target, add_event_loop_figures
 from .latency import summarize
 
 MIN_CONCURRENT_INCREMENTS_PER_SECOND = 20_000
@@ -84,6 +84,7 @@ async def concurrent_increments(
         durations: list[float] = []
         remaining = max_calls
         started = time.perf_counter()
+        cpu_started = time.thread_time()
         deadline = started + seconds
 
         async def caller(c: int) -> None:
@@ -105,6 +106,7 @@ async def concurrent_increments(
             for c in range(callers):
                 nursery.start_soon(caller, c)
         elapsed = time.perf_counter() - started
+        event_loop_cpu = time.thread_time() - cpu_started
         commits = _delta(before, rt.statistics())
         values = [await stub.value() for stub in stubs]
     wrong = [(names[i], values[i], acknowledged[i]) for i in range(actors) if values[i] != acknowledged[i]]
@@ -135,6 +137,7 @@ async def concurrent_increments(
     result.add(
         "commit_share", "  wall time in group commits", commits["commit_seconds_total"] / elapsed * 100, "%"
     )
+    add_event_loop_figures(result, event_loop_cpu, elapsed, len(durations), "call")
     result.details.update(
         callers=callers,
         actors=actors,
