@@ -69,6 +69,16 @@ class Tracing:
             links=span_links,
         )
 
+    def record_http_status(self, span: Any, status: int) -> None:
+        """Put a response's status on its server span: an error only for 5xx (a 4xx is the
+        client's mistake, not the server's, in OpenTelemetry's HTTP conventions)."""
+        if span is None:
+            return
+        span.set_attribute("http.response.status_code", status)
+        if status >= 500:
+            assert _trace is not None
+            span.set_status(_trace.Status(_trace.StatusCode.ERROR, f"HTTP {status}"))
+
     def current_traceparent(self) -> str | None:
         """The W3C traceparent of the current span, to store with what it causes later (a
         queue message); None when tracing is off or no span is recording."""

@@ -105,6 +105,32 @@ async def test_spans_follow_a_request_through_rpc_queue_send_retries_and_alarm(
         assert span.attributes["roost.correlation_id"] == TRACE_ID
 
 
+class Flaky(Actor):
+    async def ok(self) -> int:
+        return 1
+
+    async def boom(self) -> None:
+        raise RuntimeError("boom")
+
+
+async def test_http_spans_carry_the_status_and_only_a_5xx_is_an_error(spans, data_dir):
+    async with open_runtime(data_dir=data_dir, actors={"F": Flaky}) as rt:
+        transport = httpx.ASGITransport(app=rt.asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://flaky.test") as http:
+            statuses = [
+                (await http.post(f"/rpc/F/a/{method}", json={"args": []})).status_code
+                for method in ("ok", "nope", "boom")
+            ]
+    assert statuses == [200, 404, 500]
+    http_spans = [span for span in spans.get_finished_spans() if span.kind == trace.SpanKind.SERVER]
+    assert [span.attributes["http.response.status_code"] for span in http_spans] == statuses
+    assert [span.status.status_code for span in http_spans] == [
+        trace.StatusCode.UNSET,
+        trace.StatusCode.UNSET,
+        trace.StatusCode.ERROR,
+    ]
+
+
 WITHOUT_OTEL = """
 import sys, tempfile, trio
 sys.modules["opentelemetry"] = None  # as if the extra were not installed: importing it fails

@@ -109,7 +109,6 @@ def _core_routes(counter: dict[str, int]) -> list[Route]:
 
 async def _serve(rt: Any, handler: Handler, params: dict[str, str]) -> QuartResponse:
     token = current_correlation_id.set(g.request_id)
-    timeout = rt.request_timeout_seconds
     rule = request.url_rule.rule if request.url_rule is not None else request.path
     try:
         with rt.tracing.span(
@@ -117,28 +116,39 @@ async def _serve(rt: Any, handler: Handler, params: dict[str, str]) -> QuartResp
             kind="server",
             parent=request.headers.get(TRACEPARENT_HEADER),
             attributes={"http.request.method": request.method, "url.path": request.path, "http.route": rule},
-        ):
-            with trio.move_on_after(timeout) as scope:
-                body = await request.get_data(cache=False)
-                req = Request(
-                    method=request.method,
-                    path=request.path,
-                    query={k: request.args.get(k, "") for k in request.args},
-                    headers={k.lower(): v for k, v in request.headers.items()},
-                    body=body if isinstance(body, bytes) else body.encode(),
-                )
-                response = as_response(await handler(rt, req, **params))
-            if scope.cancelled_caught:
-                raise CallTimeoutError(f"{request.method} {request.path} took more than {timeout} s")
+        ) as span:
+            response = await _respond(rt, handler, params)
+            rt.tracing.record_http_status(span, response.status)
+    finally:
+        current_correlation_id.reset(token)
+    return _to_quart(response)
+
+
+async def _respond(rt: Any, handler: Handler, params: dict[str, str]) -> Response:
+    """What ``handler`` returned, or the error response for what it raised (a 504 past the
+    runtime's request timeout)."""
+    timeout = rt.request_timeout_seconds
+    try:
+        with trio.move_on_after(timeout) as scope:
+            body = await request.get_data(cache=False)
+            req = Request(
+                method=request.method,
+                path=request.path,
+                query={k: request.args.get(k, "") for k in request.args},
+                headers={k.lower(): v for k, v in request.headers.items()},
+                body=body if isinstance(body, bytes) else body.encode(),
+            )
+            response = as_response(await handler(rt, req, **params))
+        if scope.cancelled_caught:
+            raise CallTimeoutError(f"{request.method} {request.path} took more than {timeout} s")
+        return response
     except HTTPException:
         raise
     except Exception as exc:
         response = error_response(exc)
         if response.status == 500 and not getattr(exc, "remote", False) and not isinstance(exc, HttpError):
             log.exception("error in %s %s", request.method, request.path)
-    finally:
-        current_correlation_id.reset(token)
-    return _to_quart(response)
+        return response
 
 
 def _to_quart(response: Response) -> QuartResponse:
