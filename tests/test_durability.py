@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 import trio
 
@@ -72,6 +74,29 @@ async def test_callers_that_keep_writing_lose_nothing_while_commits_overlap_thei
     async with open_counters(data_dir) as rt:
         ns = rt.namespace("COUNTERS")
         assert [await ns.get_by_name(f"c{i}").value() for i in range(50)] == acknowledged
+
+
+async def test_the_switch_interval_comes_back_when_the_last_of_several_runtimes_closes(tmp_path):
+    # With the real clock a runtime lowers Python's switch interval while it is open.
+    before = sys.getswitchinterval()
+    first_open, second_open, first_may_close, first_closed = (trio.Event() for _ in range(4))
+
+    async def first() -> None:
+        async with open_counters(str(tmp_path / "first")):
+            first_open.set()
+            await first_may_close.wait()
+        first_closed.set()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(first)
+        await first_open.wait()
+        async with open_counters(str(tmp_path / "second")):
+            lowered = sys.getswitchinterval()
+            first_may_close.set()
+            await first_closed.wait()
+            # The first runtime closed while the second is open: still lowered.
+            assert sys.getswitchinterval() == lowered < before
+    assert sys.getswitchinterval() == before
 
 
 def test_a_part_that_fails_while_writing_together_is_left_out_alone(data_dir):

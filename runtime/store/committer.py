@@ -176,13 +176,8 @@ class Committer:
         """Commit batches until ``close()``; the last batch is committed before returning."""
         self._inline = clock.is_virtual()
         self._token = trio.lowlevel.current_trio_token()
-        switch_interval = sys.getswitchinterval()
         if not self._inline:
-            # The writer thread needs the GIL back the moment a commit's sync returns, while
-            # the trio thread is busy running actors; Python's default 5 ms switch interval
-            # would add most of that to every commit (measured: about 12,000 increments/s with
-            # 64 callers at 5 ms, 13,500 to 15,500 at 0.5 ms).
-            sys.setswitchinterval(min(switch_interval, WRITER_SWITCH_INTERVAL_SECONDS))
+            _switch_interval.lower()
         task_status.started()
         try:
             while True:
@@ -198,7 +193,8 @@ class Committer:
                     await self._wakeup.wait()
                     self._wakeup = trio.Event()
             self._token = None
-            sys.setswitchinterval(switch_interval)
+            if not self._inline:
+                _switch_interval.restore()
 
     def close(self) -> None:
         """Ask ``run()`` to commit what is pending and return; later writes raise."""
@@ -308,6 +304,38 @@ class Committer:
                 batch.failed[id(writer)] = exc
                 self.on_failure(writer, exc)
         batch.done.set()
+
+
+class _SwitchInterval:
+    """Python's switch interval, lowered while any runtime commits on a writer thread.
+
+    The writer thread needs the GIL back the moment a commit's sync returns, while the trio
+    thread is busy running actors; Python's default 5 ms interval would add most of that to
+    every commit (measured: about 12,000 increments/s with 64 callers at 5 ms, 13,500 to
+    15,500 at 0.5 ms). Runtimes may open and close in any order, also in several threads:
+    the value from before the first is restored when the last closes.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runtimes = 0
+        self._saved = 0.0
+
+    def lower(self) -> None:
+        with self._lock:
+            if self._runtimes == 0:
+                self._saved = sys.getswitchinterval()
+                sys.setswitchinterval(min(self._saved, WRITER_SWITCH_INTERVAL_SECONDS))
+            self._runtimes += 1
+
+    def restore(self) -> None:
+        with self._lock:
+            self._runtimes -= 1
+            if self._runtimes == 0:
+                sys.setswitchinterval(self._saved)
+
+
+_switch_interval = _SwitchInterval()
 
 
 def _unhandled_failure(writer: Writer, exc: Exception) -> None:
