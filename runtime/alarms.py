@@ -259,7 +259,11 @@ async def _run_alarm(info: AlarmInfo, force: bool, tracing: Tracing, actor: Acto
     correlation_id = storage.alarm_correlation_id
     token = current_correlation_id.set(correlation_id)
     try:
-        with tracing.span(f"alarm {actor.ctx.id.namespace}", attributes={"roost.retry_count": info.retry_count}):
+        with tracing.span(
+            f"alarm {actor.ctx.id.namespace}",
+            attributes={"roost.retry_count": info.retry_count},
+            links=[storage.alarm_traceparent],
+        ):
             with trio.move_on_after(ALARM_MAX_WALL_TIME_SECONDS) as scope:
                 await actor.alarm(info)
             if scope.cancelled_caught:

@@ -82,11 +82,18 @@ class Tracing:
     def current_traceparent(self) -> str | None:
         """The W3C traceparent of the current span, to store with what it causes later (a
         queue message); None when tracing is off or no span is recording."""
-        if not self.enabled:
-            return None
-        carrier: dict[str, str] = {}
-        TraceContextTextMapPropagator().inject(carrier)
-        return carrier.get("traceparent")
+        return active_traceparent() if self.enabled else None
+
+
+def active_traceparent() -> str | None:
+    """The W3C traceparent of the span recording in this context, or None (no span, or
+    OpenTelemetry not installed). For code that has no ``Tracing`` at hand: a span records
+    only when a runtime's tracing is on."""
+    if _trace is None or not _trace.get_current_span().is_recording():
+        return None
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent")
 
 
 def open_tracing() -> Tracing:

@@ -15,6 +15,7 @@ import pytest
 import trio
 
 from runtime import Actor, AlarmInfo, open_runtime
+from runtime import now as runtime_now
 
 pytest.importorskip("opentelemetry.sdk")
 
@@ -101,8 +102,31 @@ async def test_spans_follow_a_request_through_rpc_queue_send_retries_and_alarm(
     assert not consumes[0].status.is_ok and consumes[1].status.is_unset
 
     [alarm] = by_name["alarm SHOP"]
+    # The alarm runs in a trace of its own, linked to the call that set it.
+    assert [link.context.span_id for link in alarm.links] == [rpc.context.span_id]
     for span in (http_span, rpc, send, *deliveries, *consumes, alarm):
         assert span.attributes["roost.correlation_id"] == TRACE_ID
+
+
+class Reminder(Actor):
+    async def remind_later(self) -> None:
+        await self.storage.set_alarm(runtime_now() + 60)
+
+    async def alarm(self, info: AlarmInfo) -> None:
+        pass
+
+
+async def test_an_alarm_stays_linked_to_the_span_that_set_it_across_a_restart(
+    spans, data_dir, autojump_clock
+):
+    async with open_runtime(data_dir=data_dir, actors={"R": Reminder}) as rt:
+        await rt.namespace("R").get_by_name("r").remind_later()
+    async with open_runtime(data_dir=data_dir, actors={"R": Reminder}):
+        await trio.sleep(120)
+    finished = spans.get_finished_spans()
+    [call] = [span for span in finished if span.name == "rpc R.remind_later"]
+    [alarm] = [span for span in finished if span.name == "alarm R"]
+    assert [link.context.span_id for link in alarm.links] == [call.context.span_id]
 
 
 class Flaky(Actor):

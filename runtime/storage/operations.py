@@ -15,6 +15,7 @@ from typing import Any
 from .. import codec
 from ..correlation import current_correlation_id
 from ..store.env import Environment
+from ..tracing import active_traceparent
 from . import limits
 from .writeset import WriteSet, lookup, lookup_alarm, overlay
 
@@ -126,16 +127,17 @@ class KeyValueOperations:
 
     async def set_alarm(self, when: float | datetime) -> None:
         """Set the actor's one alarm (replacing any); a past time means now. The alarm keeps
-        the correlation id of the event that set it."""
+        the correlation id of the event that set it, and its span when tracing is on."""
         target = self._write_target()
         target.alarm = _alarm_time(when)
         target.alarm_correlation_id = current_correlation_id.get()
+        target.alarm_traceparent = active_traceparent()
         self._note_alarm_write()
 
     async def delete_alarm(self) -> None:
         """Remove the actor's alarm, if any."""
         target = self._write_target()
-        target.alarm, target.alarm_correlation_id = None, None
+        target.alarm, target.alarm_correlation_id, target.alarm_traceparent = None, None, None
         self._note_alarm_write()
 
 

@@ -38,6 +38,7 @@ class Storage(KeyValueOperations):
         "_registered",
         "_alarm",
         "_alarm_correlation_id",
+        "_alarm_traceparent",
         "_on_alarm_committed",
         "_alarm_writes",
         "_alarm_firing",
@@ -68,6 +69,7 @@ class Storage(KeyValueOperations):
         self._registered = record is not None and record.get("name") == name
         self._alarm: float | None = None if record is None else record.get("alarm")
         self._alarm_correlation_id: str | None = None if record is None else record.get("alarm_cid")
+        self._alarm_traceparent: str | None = None if record is None else record.get("alarm_tp")
         self._on_alarm_committed = on_alarm_committed
         self._alarm_writes = 0
         self._alarm_firing = False
@@ -136,6 +138,11 @@ class Storage(KeyValueOperations):
         return self._alarm_correlation_id
 
     @property
+    def alarm_traceparent(self) -> str | None:
+        """The span (W3C traceparent) of the event that set the committed alarm, if traced."""
+        return self._alarm_traceparent
+
+    @property
     def last_batch(self) -> Batch | None:
         """The group commit holding this storage's latest write."""
         return self._batch
@@ -199,8 +206,10 @@ class Storage(KeyValueOperations):
         taken = self._pending if self._pending is not None else WriteSet()
         self._pending = None
         self._in_flight = taken
-        alarm = self._alarm if taken.alarm is UNCHANGED else taken.alarm
-        alarm_cid = self._alarm_correlation_id if taken.alarm is UNCHANGED else taken.alarm_correlation_id
+        if taken.alarm is UNCHANGED:
+            alarm, alarm_cid, alarm_tp = self._alarm, self._alarm_correlation_id, self._alarm_traceparent
+        else:
+            alarm, alarm_cid, alarm_tp = taken.alarm, taken.alarm_correlation_id, taken.alarm_traceparent
         writes = ActorWrites(self._prefix, values=taken.values, clear=taken.cleared, alarm_after=alarm)  # type: ignore[arg-type]
         if alarm != self._alarm:
             writes.move_alarm = True
@@ -208,10 +217,10 @@ class Storage(KeyValueOperations):
         # The record (name and alarm) is written when it changes or the actor first stores
         # something; the writer removes it when the actor is left with no key and no alarm.
         if writes.move_alarm or (not self._registered and any(v is not None for v in taken.values.values())):
-            writes.write_record, writes.record = (
-                True,
-                {"name": self._name, "alarm": alarm, "alarm_cid": alarm_cid},
-            )
+            record = {"name": self._name, "alarm": alarm, "alarm_cid": alarm_cid}
+            if alarm_tp is not None:
+                record["alarm_tp"] = alarm_tp
+            writes.write_record, writes.record = True, record
         self._committing = writes
         return writes
 
@@ -230,6 +239,7 @@ class Storage(KeyValueOperations):
             self._registered = True
         if writes.write_record:
             self._alarm_correlation_id = writes.record["alarm_cid"]
+            self._alarm_traceparent = writes.record.get("alarm_tp")
         if writes.move_alarm:
             self._alarm = writes.new_alarm
             if self._on_alarm_committed is not None:

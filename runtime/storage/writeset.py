@@ -16,20 +16,23 @@ UNCHANGED = object()
 class WriteSet:
     """Keys (UTF-8 bytes) to encoded values or None (deleted), a clear flag, an alarm change."""
 
-    __slots__ = ("values", "cleared", "alarm", "alarm_correlation_id")
+    __slots__ = ("values", "cleared", "alarm", "alarm_correlation_id", "alarm_traceparent")
 
     def __init__(self, *, cleared: bool = False) -> None:
         self.values: dict[bytes, bytes | None] = {}
         self.cleared = cleared
         self.alarm: object = None if cleared else UNCHANGED
-        # The correlation id of the event that set the alarm (meaningful with ``alarm``).
+        # The correlation id and the span (W3C traceparent) of the event that set the alarm
+        # (meaningful with ``alarm``).
         self.alarm_correlation_id: str | None = None
+        self.alarm_traceparent: str | None = None
 
     def clear(self) -> None:
         self.values.clear()
         self.cleared = True
         self.alarm = None
         self.alarm_correlation_id = None
+        self.alarm_traceparent = None
 
     def merge_into(self, below: WriteSet) -> None:
         """Apply this set's writes on top of ``below`` (used when a transaction commits)."""
@@ -39,6 +42,7 @@ class WriteSet:
         if self.alarm is not UNCHANGED:
             below.alarm = self.alarm
             below.alarm_correlation_id = self.alarm_correlation_id
+            below.alarm_traceparent = self.alarm_traceparent
 
 
 def lookup(layers: Sequence[WriteSet | None], key: bytes) -> tuple[bool, bytes | None]:
