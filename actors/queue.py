@@ -29,7 +29,7 @@ from .queue_segments import (
     TRACEPARENT,
     new_message,
 )
-from .queue_telemetry import send_span
+from .queue_telemetry import record_pull, send_span
 
 
 class QueueRegistry:
@@ -165,6 +165,7 @@ class Queue:
         seconds (at most 12 hours). Each delivery counts in ``attempts``; a lease that ends
         without ``ack``/``retry`` makes the message visible again."""
         leased = await self._registry.actor(self.name).pull(batch_size, visibility_timeout)
+        record_pull(self._registry.tracing, self.name, leased)
         return [
             PulledMessage(
                 id=m["id"],

@@ -231,7 +231,7 @@ class QueueActor(Actor):
         messages = await self._count_attempt(chosen)
         await self._schedule()
         return [
-            {**_view(message, entry), "lease_id": entry.lease_id}
+            {**_view(message, entry), "lease_id": entry.lease_id, "traceparent": message[TRACEPARENT]}
             for message, entry in zip(messages, chosen, strict=True)
         ]
 

@@ -12,6 +12,7 @@ from .errors import QueueLimitError
 from .message_codec import check_delay
 from .names import REGISTRY_BINDING
 from .queue import Queue
+from .queue_telemetry import record_pull
 
 
 def routes() -> list[tuple[list[str], str, Any]]:
@@ -130,7 +131,9 @@ async def pull(rt: Any, request: Request, name: str) -> Response:
     timeout_ms = payload.get("visibility_timeout_ms", 30_000)
     if isinstance(timeout_ms, bool) or not isinstance(timeout_ms, (int, float)):
         raise QueueLimitError("visibility_timeout_ms must be a number")
-    leased = await rt.env[REGISTRY_BINDING].actor(name).pull(payload.get("batch_size", 5), timeout_ms / 1000)
+    registry = rt.env[REGISTRY_BINDING]
+    leased = await registry.actor(name).pull(payload.get("batch_size", 5), timeout_ms / 1000)
+    record_pull(registry.tracing, name, leased)
     return Response({"messages": [_wire(m) for m in leased]})
 
 

@@ -1,9 +1,9 @@
 """What the queues report about their messages: a log line per failed delivery and per
-dead-lettered message, and the spans of sends and batch deliveries.
+dead-lettered message, and the spans of sends, batch deliveries and pulls.
 
 A message's send span is stored with it as a W3C traceparent, so the span of each
-batch delivery links to the sends of the messages it carries, across retries, restarts and
-redrives. Tracing comes from the runtime (``rt.tracing``); with it off, these functions only
+batch delivery, and of each pull, links to the sends of the messages it carries, across
+retries, restarts and redrives. Tracing comes from the runtime (``rt.tracing``); with it off, these functions only
 log. Must not decide anything about the messages: the queue actor does, then reports here.
 """
 
@@ -37,6 +37,22 @@ def send_span(tracing: Any, queue: str, messages: list[list[Any]]) -> Iterator[N
         for message in messages:
             message[TRACEPARENT] = traceparent
         yield
+
+
+def record_pull(tracing: Any, queue: str, leased: list[dict[str, Any]]) -> None:
+    """A span for messages a pull consumer leased, linked to their sends. It is made once
+    the messages are known (links are given when a span starts), so it is short; the call
+    itself is the pull's RPC span. Takes each message's ``traceparent`` out of ``leased``."""
+    traceparents = [message.pop("traceparent", None) for message in leased]
+    if not tracing.enabled or not leased:
+        return
+    with tracing.span(
+        f"queue receive {queue}",
+        kind="consumer",
+        attributes={"messaging.destination.name": queue, "messaging.batch.message_count": len(leased)},
+        links=traceparents,
+    ):
+        pass
 
 
 async def deliver_batch(

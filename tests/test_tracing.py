@@ -129,6 +129,26 @@ async def test_an_alarm_stays_linked_to_the_span_that_set_it_across_a_restart(
     assert [link.context.span_id for link in alarm.links] == [call.context.span_id]
 
 
+async def test_a_pull_is_linked_to_the_sends_of_the_messages_it_leased(spans, data_dir):
+    queues = [{"queue": "inbox"}]
+    async with open_runtime(data_dir=data_dir, queues=queues) as rt:
+        queue = rt.queue("inbox")
+        await queue.send({"n": 1})
+        await queue.send({"n": 2})
+        pulled = await queue.pull(batch_size=10)
+        transport = httpx.ASGITransport(app=rt.asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://q.test") as http:
+            await queue.send({"n": 3})
+            wire = (await http.post("/queues/inbox/messages/pull", json={})).json()["messages"]
+    assert [m.body for m in pulled] == [{"n": 1}, {"n": 2}] and [m["body"] for m in wire] == [{"n": 3}]
+    assert "traceparent" not in wire[0]
+    finished = spans.get_finished_spans()
+    sends = [span.context.span_id for span in finished if span.name == "queue send inbox"]
+    receives = [span for span in finished if span.name == "queue receive inbox"]
+    assert [[link.context.span_id for link in span.links] for span in receives] == [sends[:2], sends[2:]]
+    assert all(span.kind == trace.SpanKind.CONSUMER for span in receives)
+
+
 class Flaky(Actor):
     async def ok(self) -> int:
         return 1
