@@ -3,8 +3,9 @@ dead-lettered message, and the spans of sends, batch deliveries and pulls.
 
 A message's send span is stored with it as a W3C traceparent, so the span of each
 batch delivery, and of each pull, links to the sends of the messages it carries, across
-retries, restarts and redrives. Tracing comes from the runtime (``rt.tracing``); with it off, these functions only
-log. Must not decide anything about the messages: the queue actor does, then reports here.
+retries, restarts and redrives. Tracing comes from the runtime (``rt.tracing``); with it
+off, these functions only log. Must not decide anything about the messages: the queue
+actor does, then reports here.
 """
 
 from __future__ import annotations
