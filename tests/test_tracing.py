@@ -165,13 +165,16 @@ async def test_http_spans_carry_the_status_and_only_a_5xx_is_an_error(spans, dat
                 (await http.post(f"/rpc/F/a/{method}", json={"args": []})).status_code
                 for method in ("ok", "nope", "boom")
             ]
-    assert statuses == [200, 404, 500]
+            too_large = await http.post("/rpc/F/a/ok", content=b"x" * (2 * 1024 * 1024))
+            statuses.append(too_large.status_code)
+    assert statuses == [200, 404, 500, 413]
     http_spans = [span for span in spans.get_finished_spans() if span.kind == trace.SpanKind.SERVER]
     assert [span.attributes["http.response.status_code"] for span in http_spans] == statuses
     assert [span.status.status_code for span in http_spans] == [
         trace.StatusCode.UNSET,
         trace.StatusCode.UNSET,
         trace.StatusCode.ERROR,
+        trace.StatusCode.UNSET,
     ]
 
 

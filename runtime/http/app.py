@@ -110,6 +110,7 @@ def _core_routes(counter: dict[str, int]) -> list[Route]:
 async def _serve(rt: Any, handler: Handler, params: dict[str, str]) -> QuartResponse:
     token = current_correlation_id.set(g.request_id)
     rule = request.url_rule.rule if request.url_rule is not None else request.path
+    refused: HTTPException | None = None
     try:
         with rt.tracing.span(
             f"HTTP {request.method} {rule}",
@@ -117,10 +118,19 @@ async def _serve(rt: Any, handler: Handler, params: dict[str, str]) -> QuartResp
             parent=request.headers.get(TRACEPARENT_HEADER),
             attributes={"http.request.method": request.method, "url.path": request.path, "http.route": rule},
         ) as span:
-            response = await _respond(rt, handler, params)
-            rt.tracing.record_http_status(span, response.status)
+            try:
+                response = await _respond(rt, handler, params)
+            except HTTPException as exc:
+                # Answered by the app's handler (a body over the limit: 413); raised again
+                # outside the span, which would take any exception for a server error.
+                refused = exc
+                rt.tracing.record_http_status(span, exc.code or 500)
+            else:
+                rt.tracing.record_http_status(span, response.status)
     finally:
         current_correlation_id.reset(token)
+    if refused is not None:
+        raise refused
     return _to_quart(response)
 
 
