@@ -1,16 +1,20 @@
 """Scheduled jobs: ``schedule_job`` sends a job to a queue at a given time.
 
 Jobs are spread over ``SHARDS`` ``SchedulerActor``s by job id, so no single actor is a
-bottleneck; each keeps its jobs in storage and one alarm for the earliest. At each alarm it
-sends only the jobs that are due (the body unchanged, as a json message) and re-arms for
-the next; a failed send is retried with backoff. A job is deleted only after its message is
-durable in the queue, so a crash in between sends it again (at least once).
+bottleneck. Each shard stores a job twice: its record under ``job:{id}``, and an index entry
+under ``due:{time}:{id}`` whose keys sort by due time. The shard finds the earliest and the
+due jobs by listing that index, so pending jobs cost disk, not memory, however many there are
+and however far ahead. It keeps one alarm for the earliest; at each alarm it sends only the
+jobs that are due (the body unchanged, as a json message) and re-arms for the next; a failed
+send is retried with backoff. A job is deleted only after its message is durable in the
+queue, so a crash in between sends it again (at least once).
 """
 
 from __future__ import annotations
 
-import heapq
 import logging
+import math
+import struct
 import uuid
 from datetime import datetime
 from typing import Any
@@ -25,31 +29,37 @@ log = logging.getLogger("roost.scheduler")
 
 SHARDS = 8
 JOB_PREFIX = "job:"
+DUE_PREFIX = "due:"
+LAYOUT_KEY = "layout"
+# 2: the due index above. Shards written before it have job records only (their due times
+# were rebuilt in memory at each start); the first start after an upgrade indexes them.
+LAYOUT = 2
+CHUNK = 128  # storage's limit of keys per call
 RETRY_BASE_SECONDS = 1.0
 RETRY_MAX_SECONDS = 60.0
 
 
 class SchedulerActor(Actor):
+    """One shard of the scheduled jobs."""
+
     async def on_start(self) -> None:
-        jobs = await self.storage.list(prefix=JOB_PREFIX)
-        self.due: list[tuple[float, str]] = [(job["execute_at"], job_id) for job_id, job in jobs.items()]
-        heapq.heapify(self.due)
-        # job key -> (failed sends so far, when to try again)
-        self.retries: dict[str, tuple[int, float]] = {}
+        self.failures: dict[str, int] = {}  # job id -> failed sends so far (reset by a restart)
+        if await self.storage.get(LAYOUT_KEY) != LAYOUT:
+            await self._index_stored_jobs()
 
     async def add(self, job_id: str, job: Any, execute_at: float, queue: str) -> None:
-        key = JOB_PREFIX + job_id
-        await self.storage.put(
-            key, {"job": job, "execute_at": execute_at, "queue": queue, "created_at": now()}
-        )
-        heapq.heappush(self.due, (execute_at, key))
+        record = {"job": job, "execute_at": execute_at, "queue": queue, "created_at": now()}
+        await self.storage.put_many({JOB_PREFIX + job_id: record, _due_key(execute_at, job_id): job_id})
         await self._arm()
 
     async def cancel(self, job_id: str) -> bool:
-        existed = await self.storage.delete(JOB_PREFIX + job_id)
-        self.retries.pop(JOB_PREFIX + job_id, None)
+        record = await self.storage.get(JOB_PREFIX + job_id)
+        if record is None:
+            return False
+        await self.storage.delete_many([JOB_PREFIX + job_id, _due_key(record["execute_at"], job_id)])
+        self.failures.pop(job_id, None)
         await self._arm()
-        return existed
+        return True
 
     async def jobs(self) -> list[dict[str, Any]]:
         return [
@@ -59,43 +69,84 @@ class SchedulerActor(Actor):
 
     async def alarm(self, info: AlarmInfo) -> None:
         moment = now()
-        while self.due and self.due[0][0] <= moment:
-            _, key = heapq.heappop(self.due)
-            record = await self.storage.get(key)
-            if record is None or record["execute_at"] > moment:
-                continue  # cancelled, or re-scheduled later (its own heap entry remains)
-            try:
-                await self.env[REGISTRY_BINDING].queue(record["queue"]).send(record["job"])
-            except Exception as exc:
-                failures = self.retries.get(key, (0, 0.0))[0] + 1
-                log.warning(
-                    "scheduled job %s: send to %r failed (%s); try %d",
-                    key,
-                    record["queue"],
-                    exc,
-                    failures + 1,
-                )
-                retry_at = moment + backoff_delay(
-                    failures - 1, base_delay=RETRY_BASE_SECONDS, max_delay=RETRY_MAX_SECONDS, jitter=False
-                )
-                self.retries[key] = (failures, retry_at)
-                heapq.heappush(self.due, (retry_at, key))
-                record["execute_at"] = retry_at
-                await self.storage.put(key, record)
-                continue
-            self.retries.pop(key, None)
-            await self.storage.delete(key)
+        # Each send removes its index entry or moves it past ``moment``, so this ends.
+        while due := await self.storage.list(prefix=DUE_PREFIX, end=_due_bound(moment), limit=CHUNK):
+            for due_key, job_id in due.items():
+                await self._send(job_id, due_key, moment)
         await self._arm()
 
+    async def _send(self, job_id: str, due_key: str, moment: float) -> None:
+        key = JOB_PREFIX + job_id
+        record = await self.storage.get(key)
+        if record is None:
+            # Written together with its record, an entry never outlives it; should one ever,
+            # dropping it keeps the loop in ``alarm`` finite.
+            await self.storage.delete(due_key)
+            return
+        try:
+            await self.env[REGISTRY_BINDING].queue(record["queue"]).send(record["job"])
+        except Exception as exc:
+            if await self.storage.get(key) is None:
+                return  # cancelled while the send was under way
+            failures = self.failures[job_id] = self.failures.get(job_id, 0) + 1
+            log.warning(
+                "scheduled job %s: send to %r failed (%s); try %d", key, record["queue"], exc, failures + 1
+            )
+            record["execute_at"] = moment + backoff_delay(
+                failures - 1, base_delay=RETRY_BASE_SECONDS, max_delay=RETRY_MAX_SECONDS, jitter=False
+            )
+            await self.storage.delete(due_key)
+            await self.storage.put_many({key: record, _due_key(record["execute_at"], job_id): job_id})
+            return
+        self.failures.pop(job_id, None)
+        await self.storage.delete_many([key, due_key])
+
     async def _arm(self) -> None:
-        while self.due:
-            execute_at, key = self.due[0]
-            record = await self.storage.get(key)
-            if record is not None and record["execute_at"] == execute_at:
-                await self.storage.set_alarm(execute_at)
-                return
-            heapq.heappop(self.due)
-        await self.storage.delete_alarm()
+        """Set the alarm for the earliest job, or clear it."""
+        earliest = await self.storage.list(prefix=DUE_PREFIX, limit=1)
+        due = _due_time(next(iter(earliest))) if earliest else None
+        if await self.storage.get_alarm() == due:
+            return
+        if due is None:
+            await self.storage.delete_alarm()
+        else:
+            await self.storage.set_alarm(due)
+
+    async def _index_stored_jobs(self) -> None:
+        """Write the due index of the jobs stored before it existed (none in a new shard)."""
+        listed = await self.storage.list(prefix=JOB_PREFIX, limit=CHUNK)
+        while listed:
+            await self.storage.put_many(
+                {
+                    _due_key(record["execute_at"], key[len(JOB_PREFIX) :]): key[len(JOB_PREFIX) :]
+                    for key, record in listed.items()
+                }
+            )
+            listed = await self.storage.list(
+                prefix=JOB_PREFIX, start_after=next(reversed(listed)), limit=CHUNK
+            )
+        await self.storage.put(LAYOUT_KEY, LAYOUT)
+        await self._arm()
+
+
+def _time_hex(execute_at: float) -> str:
+    """A due time as 16 hex digits that sort as the times do: the big-endian bits of a
+    non-negative double order like its value. A time in the past is due at once, so it sorts
+    as 0."""
+    return struct.pack(">d", max(0.0, execute_at)).hex()
+
+
+def _due_key(execute_at: float, job_id: str) -> str:
+    return f"{DUE_PREFIX}{_time_hex(execute_at)}:{job_id}"
+
+
+def _due_bound(moment: float) -> str:
+    """The first key after every index entry due by ``moment`` (``;`` sorts after ``:``)."""
+    return f"{DUE_PREFIX}{_time_hex(moment)};"
+
+
+def _due_time(due_key: str) -> float:
+    return struct.unpack(">d", bytes.fromhex(due_key[len(DUE_PREFIX) : len(DUE_PREFIX) + 16]))[0]
 
 
 def _shard(job_id: str) -> str:
@@ -118,6 +169,8 @@ async def schedule_job(env: Env, job: dict, execute_at: float | datetime, *, que
         execute_at = execute_at.timestamp()
     if isinstance(execute_at, bool) or not isinstance(execute_at, (int, float)):
         raise TypeError(f"execute_at is epoch seconds or a datetime, not {type(execute_at).__name__}")
+    if not math.isfinite(execute_at):
+        raise ValueError(f"execute_at must be a finite number of epoch seconds, not {execute_at}")
     encode_body(job, "json")  # QueueLimitError now, rather than at send time
     job_id = uuid.uuid4().hex
     await env[SCHEDULER_BINDING].get_by_name(_shard(job_id)).add(job_id, job, float(execute_at), queue)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
 import random
+import uuid
 from datetime import datetime
 
 import httpx
@@ -32,6 +34,8 @@ from actors import (
     with_backoff,
 )
 from actors.backoff import backoff_delay
+from actors.names import SCHEDULER_BINDING
+from actors.scheduler import _shard
 from runtime import Actor, load_config, open_runtime
 from runtime.errors import ConfigError
 from runtime.testing import inject_commit_failure, run_in_actor
@@ -402,8 +406,72 @@ async def test_schedule_job_refuses_bad_input(data_dir, autojump_clock):
             await schedule_job(rt.env, {"blob": "x" * 200_000}, runtime.now(), queue="reminders")
         with pytest.raises(ValueError):
             await schedule_job(rt.env, {}, datetime(2030, 1, 1), queue="reminders")
+        for never in (math.inf, math.nan):
+            with pytest.raises(ValueError, match="finite"):
+                await schedule_job(rt.env, {}, never, queue="reminders")
         with pytest.raises(ValueError):
             await cancel_job(rt.env, "not-an-id")
+        assert await list_jobs(rt.env) == []
+
+
+async def test_many_jobs_run_each_at_its_time_including_past_and_simultaneous_ones(data_dir, autojump_clock):
+    RECEIVED.clear()
+    rng = random.Random(5)
+    async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
+        start = runtime.now()
+        # 300 due together (more than a shard lists at once), 100 at random times, 5 in the past.
+        due = [start + 10] * 300 + [start + rng.uniform(0, 100) for _ in range(100)] + [start - 3600] * 5
+        for n, execute_at in enumerate(due):
+            await schedule_job(rt.env, {"n": n}, execute_at, queue="reminders")
+        await trio.sleep(9.5)
+        assert sorted(body["n"] for _, body in RECEIVED) == [
+            n for n, at in enumerate(due) if at < start + 9.5
+        ]
+        await trio.sleep(92)
+        assert sorted(body["n"] for _, body in RECEIVED) == list(range(len(due)))
+        for at, body in RECEIVED:
+            assert at == pytest.approx(max(start, due[body["n"]]), abs=0.1)
+        assert await list_jobs(rt.env) == []
+
+
+class OldLayoutScheduler(Actor):
+    """Stores a job as the scheduler did before its due index: the record and an alarm only."""
+
+    async def put_job(self, job_id: str, record: dict) -> None:
+        await self.storage.put(f"job:{job_id}", record)
+        current = await self.storage.get_alarm()
+        if current is None or record["execute_at"] < current:
+            await self.storage.set_alarm(record["execute_at"])
+
+
+class OldLayout:
+    name = "old-scheduler-layout"
+
+    def namespaces(self, config):
+        return {SCHEDULER_BINDING: OldLayoutScheduler}
+
+
+OLD_LAYOUT = OldLayout()
+
+
+async def test_jobs_stored_before_the_due_index_still_run_and_cancel(data_dir, autojump_clock):
+    RECEIVED.clear()
+    start = runtime.now()
+    ids = [uuid.uuid4().hex for _ in range(20)]
+    async with open_runtime(data_dir=data_dir, extensions=(f"{__name__}:OLD_LAYOUT",)) as rt:
+        for n, job_id in enumerate(ids):
+            record = {
+                "job": {"n": n},
+                "execute_at": start + 10 + n,
+                "queue": "reminders",
+                "created_at": start,
+            }
+            await rt.namespace(SCHEDULER_BINDING).get_by_name(_shard(job_id)).put_job(job_id, record)
+    async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
+        assert await cancel_job(rt.env, ids[0]) is True
+        await trio.sleep(40)  # the other shards wake by their alarms
+        assert [body for _, body in RECEIVED] == [{"n": n} for n in range(1, 20)]
+        assert [at for at, _ in RECEIVED] == pytest.approx([start + 10 + n for n in range(1, 20)], abs=0.1)
         assert await list_jobs(rt.env) == []
 
 
