@@ -4,10 +4,11 @@ Jobs are spread over ``SHARDS`` ``SchedulerActor``s by job id, so no single acto
 bottleneck. Each shard stores a job twice: its record under ``job:{id}``, and an index entry
 under ``due:{time}:{id}`` whose keys sort by due time. The shard finds the earliest and the
 due jobs by listing that index, so pending jobs cost disk, not memory, however many there are
-and however far ahead. It keeps one alarm for the earliest; at each alarm it sends only the
-jobs that are due (the body unchanged, as a json message) and re-arms for the next; a failed
-send is retried with backoff. A job is deleted only after its message is durable in the
-queue, so a crash in between sends it again (at least once).
+and however far ahead. It keeps one alarm for the earliest; at each alarm it sends the jobs
+that are due (each body unchanged, as a json message; those for one queue together, in
+batches within ``send_batch``'s limits) and re-arms for the next; a failed send is retried
+with backoff. A job is deleted only after its message is durable in the queue, so a crash
+in between sends it again (at least once).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ import logging
 import math
 import struct
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from runtime import Actor, AlarmInfo, Env, now
 
 from .backoff import backoff_delay
-from .message_codec import encode_body
+from .message_codec import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, encode_body
 from .names import REGISTRY_BINDING, SCHEDULER_BINDING
 
 log = logging.getLogger("roost.scheduler")
@@ -50,7 +52,10 @@ class SchedulerActor(Actor):
     async def add(self, job_id: str, job: Any, execute_at: float, queue: str) -> None:
         record = {"job": job, "execute_at": execute_at, "queue": queue, "created_at": now()}
         await self.storage.put_many({JOB_PREFIX + job_id: record, _due_key(execute_at, job_id): job_id})
-        await self._arm()
+        # The alarm is always at the earliest job: only an earlier one moves it.
+        current = await self.storage.get_alarm()
+        if current is None or max(0.0, execute_at) < current:
+            await self.storage.set_alarm(max(0.0, execute_at))
 
     async def cancel(self, job_id: str) -> bool:
         record = await self.storage.get(JOB_PREFIX + job_id)
@@ -69,37 +74,57 @@ class SchedulerActor(Actor):
 
     async def alarm(self, info: AlarmInfo) -> None:
         moment = now()
-        # Each send removes its index entry or moves it past ``moment``, so this ends.
+        # Each send removes its jobs' index entries or moves them past ``moment``, so this ends.
         while due := await self.storage.list(prefix=DUE_PREFIX, end=_due_bound(moment), limit=CHUNK):
-            for due_key, job_id in due.items():
-                await self._send(job_id, due_key, moment)
+            records = await self.storage.get_many([JOB_PREFIX + job_id for job_id in due.values()])
+            jobs = [
+                _DueJob(job_id, due_key, records[JOB_PREFIX + job_id])
+                for due_key, job_id in due.items()
+                if JOB_PREFIX + job_id in records
+            ]
+            if len(jobs) < len(due):
+                # Written together with its record, an entry never outlives it; should one
+                # ever, dropping it keeps this loop finite.
+                await self.storage.delete_many(
+                    [k for k, job_id in due.items() if JOB_PREFIX + job_id not in records]
+                )
+            for batch in _batches(jobs):
+                await self._send(batch, moment)
         await self._arm()
 
-    async def _send(self, job_id: str, due_key: str, moment: float) -> None:
-        key = JOB_PREFIX + job_id
-        record = await self.storage.get(key)
-        if record is None:
-            # Written together with its record, an entry never outlives it; should one ever,
-            # dropping it keeps the loop in ``alarm`` finite.
-            await self.storage.delete(due_key)
-            return
+    async def _send(self, batch: list[_DueJob], moment: float) -> None:
+        """Send ``batch`` (jobs for one queue) as one batch of messages, all or none; then
+        delete the jobs, or on failure move each to its next try."""
+        queue = batch[0].record["queue"]
         try:
-            await self.env[REGISTRY_BINDING].queue(record["queue"]).send(record["job"])
+            await (
+                self.env[REGISTRY_BINDING].queue(queue).send_batch([{"body": j.record["job"]} for j in batch])
+            )
         except Exception as exc:
-            if await self.storage.get(key) is None:
-                return  # cancelled while the send was under way
-            failures = self.failures[job_id] = self.failures.get(job_id, 0) + 1
+            # Jobs cancelled while the send was under way are gone: they stay gone.
+            still = await self.storage.get_many([JOB_PREFIX + job.id for job in batch])
+            retried = [job for job in batch if JOB_PREFIX + job.id in still]
+            for job in retried:
+                failures = self.failures[job.id] = self.failures.get(job.id, 0) + 1
+                job.record["execute_at"] = moment + backoff_delay(
+                    failures - 1, base_delay=RETRY_BASE_SECONDS, max_delay=RETRY_MAX_SECONDS, jitter=False
+                )
             log.warning(
-                "scheduled job %s: send to %r failed (%s); try %d", key, record["queue"], exc, failures + 1
+                "scheduled jobs: a send of %d to %r failed (%s); each is tried again after its backoff",
+                len(retried),
+                queue,
+                exc,
             )
-            record["execute_at"] = moment + backoff_delay(
-                failures - 1, base_delay=RETRY_BASE_SECONDS, max_delay=RETRY_MAX_SECONDS, jitter=False
-            )
-            await self.storage.delete(due_key)
-            await self.storage.put_many({key: record, _due_key(record["execute_at"], job_id): job_id})
+            await self.storage.delete_many([job.due_key for job in retried])
+            for job in retried:
+                await self.storage.put_many(
+                    {JOB_PREFIX + job.id: job.record, _due_key(job.record["execute_at"], job.id): job.id}
+                )
             return
-        self.failures.pop(job_id, None)
-        await self.storage.delete_many([key, due_key])
+        for job in batch:
+            self.failures.pop(job.id, None)
+        await self.storage.delete_many([JOB_PREFIX + job.id for job in batch])
+        await self.storage.delete_many([job.due_key for job in batch])
 
     async def _arm(self) -> None:
         """Set the alarm for the earliest job, or clear it."""
@@ -127,6 +152,31 @@ class SchedulerActor(Actor):
             )
         await self.storage.put(LAYOUT_KEY, LAYOUT)
         await self._arm()
+
+
+class _DueJob(NamedTuple):
+    id: str
+    due_key: str
+    record: dict[str, Any]
+
+
+def _batches(jobs: list[_DueJob]) -> Iterator[list[_DueJob]]:
+    """``jobs`` grouped by queue, in order, in batches within ``send_batch``'s limits."""
+    by_queue: dict[str, list[_DueJob]] = {}
+    for job in jobs:
+        by_queue.setdefault(job.record["queue"], []).append(job)
+    for queued in by_queue.values():
+        batch: list[_DueJob] = []
+        size = 0
+        for job in queued:
+            job_size = len(encode_body(job.record["job"], "json"))
+            if batch and (len(batch) == MAX_BATCH_MESSAGES or size + job_size > MAX_BATCH_BYTES):
+                yield batch
+                batch, size = [], 0
+            batch.append(job)
+            size += job_size
+        if batch:
+            yield batch
 
 
 def _time_hex(execute_at: float) -> str:

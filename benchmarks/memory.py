@@ -53,7 +53,7 @@ def resident_memory(
 ) -> BenchmarkResult:
     """RSS growth per idle resident actor after touching ``actors`` actors once each."""
     result = BenchmarkResult("memory-resident", f"Memory, {actors:,} idle resident actors ({call} each)")
-    report = _run_child(
+    report = run_child(
         ["resident", str(data_dir), "--actors", str(actors), "--call", call, "--callers", str(callers)],
         timeout,
     )
@@ -90,7 +90,7 @@ def bounded_memory(
     result = BenchmarkResult(
         "memory-bounded", f"Memory, {actors:,} actors touched, idle_timeout {idle_timeout:g} s ({call} each)"
     )
-    report = _run_child(
+    report = run_child(
         [
             "bounded",
             str(data_dir),
@@ -135,12 +135,13 @@ def bounded_memory(
     return result
 
 
-def _run_child(args: list[str], timeout: float) -> dict[str, Any]:
+def run_child(args: list[str], timeout: float, module: str = "benchmarks.memory") -> dict[str, Any]:
+    """Run ``python -m module *args`` in a fresh interpreter; the JSON of its last line."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_REPO), env.get("PYTHONPATH")]))
     try:
         child = subprocess.run(
-            [sys.executable, "-m", "benchmarks.memory", *args],
+            [sys.executable, "-m", module, *args],
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -148,10 +149,10 @@ def _run_child(args: list[str], timeout: float) -> dict[str, Any]:
         )
     except subprocess.TimeoutExpired as exc:
         raise RuntimeError(
-            f"memory child {args[0]} did not finish within {timeout:g} s; stderr: {exc.stderr!r}"
+            f"{module} {args[0]} did not finish within {timeout:g} s; stderr: {exc.stderr!r}"
         ) from exc
     if child.returncode != 0:
-        raise RuntimeError(f"memory child {args[0]} exited {child.returncode}:\n{child.stderr.strip()}")
+        raise RuntimeError(f"{module} {args[0]} exited {child.returncode}:\n{child.stderr.strip()}")
     return json.loads(child.stdout.strip().splitlines()[-1])
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import trio
 
-from . import alarms, disk, http_load, memory, queues, rpc
+from . import alarms, disk, http_load, memory, queues, rpc, scheduled_jobs
 from .figures import BenchmarkResult
 from .scratch import scratch_dir
 
@@ -44,6 +44,8 @@ class Settings:
     alarm_actors: int = 10_000
     queue_messages: int = 100_000
     queue_failing: int = 10_000
+    pending_jobs: int = 100_000
+    jobs_due_together: int = 10_000
 
     @classmethod
     def quick(cls) -> Settings:
@@ -57,6 +59,8 @@ class Settings:
             alarm_actors=2_000,
             queue_messages=10_000,
             queue_failing=2_000,
+            pending_jobs=10_000,
+            jobs_due_together=2_000,
         )
 
     def with_overrides(self, **changes: object) -> Settings:
@@ -153,6 +157,12 @@ def _queues(settings: Settings, directory: Path) -> BenchmarkResult:
     )
 
 
+def _scheduled_jobs(settings: Settings, directory: Path) -> BenchmarkResult:
+    return scheduled_jobs.scheduled_jobs(
+        directory, pending=settings.pending_jobs, due_together=settings.jobs_due_together
+    )
+
+
 def _alarms(settings: Settings, directory: Path) -> BenchmarkResult:
     return trio.run(partial(alarms.alarm_lateness, directory / "data", actors=settings.alarm_actors))
 
@@ -182,6 +192,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         ),
         Benchmark("alarms", "Alarm lateness", _alarms, lambda s: 300.0),
         Benchmark("queues", "Durable queues", _queues, lambda s: 900.0),
+        Benchmark("scheduled-jobs", "Scheduled jobs", _scheduled_jobs, lambda s: 900.0),
     )
 }
 

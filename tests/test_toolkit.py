@@ -434,6 +434,18 @@ async def test_many_jobs_run_each_at_its_time_including_past_and_simultaneous_on
         assert await list_jobs(rt.env) == []
 
 
+async def test_large_jobs_due_together_are_sent_within_the_batch_limits(data_dir, autojump_clock):
+    RECEIVED.clear()
+    async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
+        due = runtime.now() + 10
+        # 100 kB each: two would already pass send_batch's 256,000 bytes.
+        for n in range(5):
+            await schedule_job(rt.env, {"n": n, "blob": "x" * 100_000}, due, queue="reminders")
+        await trio.sleep(11)
+        assert sorted(body["n"] for _, body in RECEIVED) == list(range(5))
+        assert await list_jobs(rt.env) == []
+
+
 class OldLayoutScheduler(Actor):
     """Stores a job as the scheduler did before its due index: the record and an alarm only."""
 
@@ -564,13 +576,13 @@ async def test_a_failed_scheduled_send_is_retried_with_backoff(data_dir, autojum
     RECEIVED.clear()
     async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
         start = runtime.now()
-        await schedule_job(rt.env, {"n": 1}, start + 10, queue="reminders")
-        # The queue's own commit fails twice when the job is sent: the send raises.
+        jobs = [await schedule_job(rt.env, {"n": n}, start + 10, queue="reminders") for n in range(3)]
+        # The queue's own commit fails twice when the jobs are sent: the send raises.
         inject_commit_failure(rt.namespace("__QUEUES").get_by_name("reminders"), times=2)
         await trio.sleep(12)
         assert RECEIVED == []
-        assert len(await list_jobs(rt.env)) == 1
+        assert sorted(job["id"] for job in await list_jobs(rt.env)) == sorted(jobs)
         await trio.sleep(5)  # retried after 1 s, then 2 s
-        assert [body for _, body in RECEIVED] == [{"n": 1}]
-        assert RECEIVED[0][0] == pytest.approx(start + 13, abs=0.5)
+        assert sorted(body["n"] for _, body in RECEIVED) == [0, 1, 2]
+        assert [at for at, _ in RECEIVED] == pytest.approx([start + 13] * 3, abs=0.5)
         assert await list_jobs(rt.env) == []
