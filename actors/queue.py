@@ -123,22 +123,19 @@ class Queue:
             unknown = set(message) - {"body", "content_type", "delay_seconds"}
             if unknown or "body" not in message:
                 raise QueueLimitError(f"a batch message needs 'body' and takes no {sorted(unknown)}")
-        moment = now()
-        ids = _new_ids(len(messages))
-        outgoing = [
-            _outgoing(
-                message_id,
-                m["body"],
-                m.get("content_type", "json"),
-                m.get("delay_seconds", delay_seconds),
-                moment,
-            )
-            for message_id, m in zip(ids, messages, strict=True)
-        ]
-        check_batch([len(message[BODY]) for message in outgoing])
+        ids, outgoing = _outgoing_batch(messages, delay_seconds)
         if outgoing:
             await self._enqueue(outgoing)
         return ids
+
+    async def send_scheduled(self, jobs: list[tuple[Any, str | None]]) -> None:
+        """For the scheduler: ``(body, correlation_id)`` pairs sent together as json messages,
+        all or none, each carrying the correlation id of the event that scheduled it (None:
+        the sender's)."""
+        _, outgoing = _outgoing_batch([{"body": body} for body, _ in jobs], 0)
+        for message, (_, correlation_id) in zip(outgoing, jobs, strict=True):
+            message[CORRELATION_ID] = correlation_id
+        await self._enqueue(outgoing)
 
     async def _enqueue(self, messages: list[list[Any]]) -> None:
         with send_span(self._registry.tracing, self.name, messages):
@@ -211,6 +208,26 @@ def _new_ids(count: int) -> list[str]:
     """Message ids of 128 random bits each, as a uuid4 carries, made in one call."""
     hexes = os.urandom(16 * count).hex()
     return [hexes[i : i + 32] for i in range(0, 32 * count, 32)]
+
+
+def _outgoing_batch(
+    messages: list[Mapping[str, Any]], delay_seconds: float
+) -> tuple[list[str], list[list[Any]]]:
+    """Ids and messages for the queue actor, checked against the batch limits."""
+    moment = now()
+    ids = _new_ids(len(messages))
+    outgoing = [
+        _outgoing(
+            message_id,
+            m["body"],
+            m.get("content_type", "json"),
+            m.get("delay_seconds", delay_seconds),
+            moment,
+        )
+        for message_id, m in zip(ids, messages, strict=True)
+    ]
+    check_batch([len(message[BODY]) for message in outgoing])
+    return ids, outgoing
 
 
 def _outgoing(message_id: str, body: Any, content_type: str, delay_seconds: Any, moment: float) -> list[Any]:

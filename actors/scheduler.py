@@ -5,10 +5,11 @@ bottleneck. Each shard stores a job twice: its record under ``job:{id}``, and an
 under ``due:{time}:{id}`` whose keys sort by due time. The shard finds the earliest and the
 due jobs by listing that index, so pending jobs cost disk, not memory, however many there are
 and however far ahead. It keeps one alarm for the earliest; at each alarm it sends the jobs
-that are due (each body unchanged, as a json message; those for one queue together, in
-batches within ``send_batch``'s limits) and re-arms for the next; a failed send is retried
-with backoff. A job is deleted only after its message is durable in the queue, so a crash
-in between sends it again (at least once).
+that are due and re-arms for the next. Each body goes unchanged, as a json message with the
+correlation id of the event that scheduled it; the jobs for one queue go together, in
+batches within ``send_batch``'s limits. A failed send is retried with backoff. A job is
+deleted only after its message is durable in the queue, so a crash in between sends it
+again (at least once).
 """
 
 from __future__ import annotations
@@ -50,7 +51,13 @@ class SchedulerActor(Actor):
             await self._index_stored_jobs()
 
     async def add(self, job_id: str, job: Any, execute_at: float, queue: str) -> None:
-        record = {"job": job, "execute_at": execute_at, "queue": queue, "created_at": now()}
+        record = {
+            "job": job,
+            "execute_at": execute_at,
+            "queue": queue,
+            "created_at": now(),
+            "correlation_id": self.ctx.correlation_id,
+        }
         await self.storage.put_many({JOB_PREFIX + job_id: record, _due_key(execute_at, job_id): job_id})
         # The alarm is always at the earliest job: only an earlier one moves it.
         current = await self.storage.get_alarm()
@@ -97,8 +104,11 @@ class SchedulerActor(Actor):
         delete the jobs, or on failure move each to its next try."""
         queue = batch[0].record["queue"]
         try:
+            # Records stored before correlation ids were kept have none: the alarm's is used.
             await (
-                self.env[REGISTRY_BINDING].queue(queue).send_batch([{"body": j.record["job"]} for j in batch])
+                self.env[REGISTRY_BINDING]
+                .queue(queue)
+                .send_scheduled([(job.record["job"], job.record.get("correlation_id")) for job in batch])
             )
         except Exception as exc:
             # Jobs cancelled while the send was under way are gone: they stay gone.

@@ -14,8 +14,8 @@ import httpx
 import pytest
 import trio
 
-from actors import MessageBatch, get_job_status, update_job_status
-from runtime import Actor, AlarmInfo, OverloadedError, Request, Response, open_runtime
+from actors import MessageBatch, get_job_status, list_jobs, schedule_job, update_job_status
+from runtime import Actor, AlarmInfo, OverloadedError, Request, Response, now, open_runtime
 from runtime.config import secret_values
 from runtime.errors import CallTimeoutError
 from runtime.logs import REDACTED, JsonFormatter, TextFormatter
@@ -139,6 +139,33 @@ async def test_job_status_keeps_the_correlation_id_of_the_request_that_started_i
         status = (await http.get("/jobs/job-1/status")).json()
         assert status["correlation_id"] == "req-job" and status["status"] == "completed"
         assert (await get_job_status(rt.env, "job-1"))["correlation_id"] == "req-job"
+
+
+class Reminders(Actor):
+    seen: list[tuple[int, str | None]] = []
+
+    async def queue(self, batch: MessageBatch) -> None:
+        type(self).seen += [(message.body["n"], message.correlation_id) for message in batch.messages]
+
+    async def plan(self, n: int, at: float) -> None:
+        await schedule_job(self.env, {"n": n}, at, queue="reminders")
+
+
+async def test_scheduled_jobs_due_together_keep_the_correlation_id_of_each_request(data_dir, autojump_clock):
+    Reminders.seen = []
+    queues = [{"queue": "reminders", "consumer": Reminders, "max_batch_size": 10}]
+    async with (
+        open_runtime(data_dir=data_dir, actors={"PLANNER": Reminders}, queues=queues) as rt,
+        client(rt) as http,
+    ):
+        due = now() + 60
+        for n in range(3):
+            await http.post(
+                "/rpc/PLANNER/p/plan", json={"args": [n, due]}, headers={"x-request-id": f"req-{n}"}
+            )
+        assert sorted(job["correlation_id"] for job in await list_jobs(rt.env)) == ["req-0", "req-1", "req-2"]
+        await trio.sleep(70)  # due, then up to the default max_batch_timeout
+        assert sorted(Reminders.seen) == [(0, "req-0"), (1, "req-1"), (2, "req-2")]
 
 
 async def test_alarm_retries_actor_resets_and_overloads_are_logged_with_their_fields(
