@@ -26,7 +26,7 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-# The long forms of tests/reliability (about 10 minutes): fuzzers with large budgets, then
+# The long forms of tests/reliability (about 4 minutes here): fuzzers with large budgets, then
 # 50 kill -9 cycles, load and backpressure on the shop example, with their figures.
 soak: $(STAMP)
 	ROOST_FUZZ_EXAMPLES=1000 ROOST_CONFIG_FUZZ_EXAMPLES=3000 $(BIN)/python -m pytest \

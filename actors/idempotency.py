@@ -44,9 +44,12 @@ class IdempotencyActor(Actor):
         # Callers waiting for the current runner, woken when its outcome is known.
         self.changed = trio.Event()
 
-    async def claim(self, fingerprint: str | None, lease_seconds: float) -> dict[str, Any]:
+    async def claim(
+        self, fingerprint: str | None, lease_seconds: float, ttl_seconds: float
+    ) -> dict[str, Any]:
         """``{"done": result}`` if the operation already ran, else ``{"token": t}``: the caller
-        now holds the lease and must ``complete`` or ``abandon``."""
+        now holds the lease and must ``complete`` or ``abandon``. Should it vanish instead,
+        the record expires ``ttl_seconds`` after its lease."""
         while True:
             record = await self.storage.get(RECORD_KEY)
             if record is not None and record["fingerprint"] != fingerprint:
@@ -65,6 +68,7 @@ class IdempotencyActor(Actor):
                         "lease_until": moment + lease_seconds,
                     },
                 )
+                await self.storage.set_alarm(moment + lease_seconds + ttl_seconds)
                 return {"token": token}
             if record["state"] == "done":
                 return {"done": record["result"]}
@@ -94,7 +98,7 @@ class IdempotencyActor(Actor):
         self._wake()
 
     async def alarm(self, info: AlarmInfo) -> None:
-        await self.storage.delete_all()  # the record's TTL ended
+        await self.storage.delete_all()  # the record's TTL ended (a result's, or a vanished runner's)
 
     def _wake(self) -> None:
         self.changed.set()
@@ -122,7 +126,7 @@ async def execute_idempotent(
     if isinstance(ttl_seconds, bool) or not isinstance(ttl_seconds, (int, float)) or not ttl_seconds > 0:
         raise ValueError(f"ttl_seconds must be a positive number, not {ttl_seconds!r}")
     stub = env[IDEMPOTENCY_BINDING].get_by_name(key)
-    claim = await stub.claim(fingerprint, lease_seconds)
+    claim = await stub.claim(fingerprint, lease_seconds, ttl_seconds)
     if "done" in claim:
         return IdempotentResult(claim["done"], cached=True)
     token = claim["token"]

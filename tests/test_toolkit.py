@@ -300,14 +300,22 @@ async def test_a_vanished_runner_loses_the_key_when_its_lease_ends(data_dir, aut
         )
 
         async def claim_and_vanish(actor):
-            return await actor.claim(None, 30)
+            return await actor.claim("request-a", 30, 100)
 
         stub = rt.env["__IDEMPOTENCY"].get_by_name("crashed")
         await run_in_actor(stub, claim_and_vanish)  # a runner that died without a word
         started = runtime.now()
-        assert (await execute_idempotent(rt.env, "crashed", works)).cached is False
+        assert (await execute_idempotent(rt.env, "crashed", works, fingerprint="request-a")).cached is False
         assert runtime.now() - started == pytest.approx(30, abs=0.1)
         assert runs == ["first", "second", "second"]
+
+        # Nobody calls again: the vanished runner's record expires its TTL after its lease.
+        await run_in_actor(rt.env["__IDEMPOTENCY"].get_by_name("forgotten"), claim_and_vanish)
+        await trio.sleep(35)
+        with pytest.raises(IdempotencyKeyReuseError):
+            await execute_idempotent(rt.env, "forgotten", works, fingerprint="request-b")
+        await trio.sleep(100)
+        assert (await execute_idempotent(rt.env, "forgotten", works, fingerprint="request-b")).cached is False
 
 
 async def test_records_expire_after_their_ttl(data_dir, autojump_clock):

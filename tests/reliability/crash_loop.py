@@ -4,10 +4,11 @@ checker compares what was acknowledged with what survived.
 
 The workload, from several concurrent client tasks: durable counter increments over RPC,
 queue messages (single and batches) whose consumer records each delivery in a ledger actor
-(one RPC per message, so kills land mid-delivery), and alarms whose handlers record their
-firing in the same ledger (so kills land mid-alarm). Group commits are always in flight.
-After the last restart the queue drains and the due alarms fire; the checker then reads
-the counters and the ledger over HTTP.
+(one RPC per message, so kills land mid-delivery), alarms whose handlers record their
+firing in the same ledger (so kills land mid-alarm), and scheduled jobs due within a
+second or two, which reach the same consumer through the queue. Group commits are always
+in flight. After the last restart the queue drains, the due alarms fire and the due jobs
+are sent; the checker then reads the counters and the ledger over HTTP.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from serve_process import ReaderTable, ServeProcess
 
 APP = """
 import runtime
-from actors import MessageBatch
+from actors import MessageBatch, schedule_job
 from runtime import Actor, AlarmInfo
 
 
@@ -52,7 +53,8 @@ class Consumer(Actor):
     async def queue(self, batch: MessageBatch) -> None:
         ledger = self.env.LEDGER.get_by_name("ledger")
         for message in batch.messages:
-            await ledger.record(f"msg:{message.body['n']:08d}")
+            kind = "job" if message.body.get("scheduled") else "msg"
+            await ledger.record(f"{kind}:{message.body['n']:08d}")
 
 
 class Timer(Actor):
@@ -63,6 +65,11 @@ class Timer(Actor):
 
     async def alarm(self, info: AlarmInfo) -> None:
         await self.env.LEDGER.get_by_name("ledger").record(f"alarm:{self.id.name}")
+
+    async def schedule(self, n: int, delay: float) -> float:
+        when = runtime.now() + delay
+        await schedule_job(self.env, {"n": n, "scheduled": True}, when, queue="jobs")
+        return when
 """
 
 CONFIG = """
@@ -89,6 +96,7 @@ max_batch_timeout = 0.05
 CLIENT_TASKS = 8
 COUNTER_NAMES = 5
 MAX_ALARM_DELAY_SECONDS = 1.5
+MAX_JOB_DELAY_SECONDS = 1.5
 SETTLE_TIMEOUT_SECONDS = 60.0
 CLIENT_STOP_SECONDS = 5.0
 
@@ -100,6 +108,7 @@ class Acknowledged:
     increments: Counter[str] = field(default_factory=Counter)
     messages: set[int] = field(default_factory=set)
     alarms: dict[str, float] = field(default_factory=dict)  # timer name -> when it is due
+    jobs: dict[int, float] = field(default_factory=dict)  # scheduled job's number -> when it is due
     issued: int = 0
     unknown_outcomes: int = 0  # requests cut off by a kill: applied or not, nobody knows
 
@@ -122,6 +131,9 @@ class Report:
     acked_alarms: int
     alarms_never_fired: list[str]
     alarms_fired_more_than_once: int
+    acked_jobs: int
+    jobs_never_sent: list[int]
+    jobs_sent_more_than_once: int
     unknown_outcomes: int
     stale_reader_slots_after_kills: int
     stale_reader_slots_after_restarts: int
@@ -130,7 +142,7 @@ class Report:
 
     def problems(self) -> list[str]:
         found = []
-        if not (self.acked_increments and self.acked_messages and self.acked_alarms):
+        if not (self.acked_increments and self.acked_messages and self.acked_alarms and self.acked_jobs):
             found.append("the clients got too little acknowledged to test anything")
         if self.counters_below_acked:
             found.append(f"counters below their acknowledged increments: {self.counters_below_acked}")
@@ -138,6 +150,8 @@ class Report:
             found.append(f"acknowledged messages never delivered: {self.lost_messages[:20]}")
         if self.alarms_never_fired:
             found.append(f"acknowledged alarms that never fired: {self.alarms_never_fired[:20]}")
+        if self.jobs_never_sent:
+            found.append(f"acknowledged scheduled jobs never delivered: {self.jobs_never_sent[:20]}")
         if not self.stale_reader_slots_after_kills:
             found.append("no kill left a stale LMDB reader slot: their clearing went untested")
         if self.stale_reader_slots_after_restarts:
@@ -159,6 +173,9 @@ class Report:
             ("alarms acknowledged", self.acked_alarms, ""),
             ("  never fired", len(self.alarms_never_fired), "must be 0"),
             ("  fired more than once", self.alarms_fired_more_than_once, "allowed (at-least-once)"),
+            ("scheduled jobs acknowledged", self.acked_jobs, ""),
+            ("  never delivered", len(self.jobs_never_sent), "must be 0"),
+            ("  delivered more than once", self.jobs_sent_more_than_once, "allowed (at-least-once)"),
             ("requests cut off by a kill", self.unknown_outcomes, "outcome unknown, not counted"),
             ("stale LMDB reader slots after kills", self.stale_reader_slots_after_kills, ""),
             ("  left after restarts", self.stale_reader_slots_after_restarts, "must be 0"),
@@ -208,6 +225,7 @@ async def _crash_loop(
             values = {name: await _rpc(client, "COUNTERS", name, "value") for name in acked.increments}
             delivered = await _ledger(client, "msg:")
             fired = await _ledger(client, "alarm:")
+            sent = await _ledger(client, "job:")
     finally:
         exit_status = server.stop()
     log_errors = [
@@ -228,6 +246,9 @@ async def _crash_loop(
         acked_alarms=len(acked.alarms),
         alarms_never_fired=sorted(name for name in acked.alarms if f"alarm:{name}" not in fired),
         alarms_fired_more_than_once=sum(1 for count in fired.values() if count > 1),
+        acked_jobs=len(acked.jobs),
+        jobs_never_sent=sorted(n for n in acked.jobs if f"job:{n:08d}" not in sent),
+        jobs_sent_more_than_once=sum(count - 1 for count in sent.values()),
         unknown_outcomes=acked.unknown_outcomes,
         stale_reader_slots_after_kills=stale_after_kills,
         stale_reader_slots_after_restarts=stale_after_restarts,
@@ -252,7 +273,7 @@ async def _client(url: str, acked: Acknowledged, rng: random.Random) -> None:
                     response = await client.post("/queues/jobs/messages", json={"body": {"n": n}})
                     if response.status_code == 202:
                         acked.messages.add(n)
-                elif choice < 0.8:
+                elif choice < 0.75:
                     numbers = [acked.new_number() for _ in range(rng.randint(2, 10))]
                     response = await client.post(
                         "/queues/jobs/messages/batch",
@@ -260,21 +281,28 @@ async def _client(url: str, acked: Acknowledged, rng: random.Random) -> None:
                     )
                     if response.status_code == 202:
                         acked.messages.update(numbers)
-                else:
+                elif choice < 0.9:
                     name = f"t{acked.new_number()}"
                     delay = rng.uniform(0, MAX_ALARM_DELAY_SECONDS)
                     response = await client.post(f"/rpc/TIMERS/{name}/arm", json={"args": [delay]})
                     if response.status_code == 200:
                         acked.alarms[name] = response.json()["result"]
+                else:
+                    n = acked.new_number()
+                    delay = rng.uniform(0, MAX_JOB_DELAY_SECONDS)
+                    response = await client.post(f"/rpc/TIMERS/t{n}/schedule", json={"args": [n, delay]})
+                    if response.status_code == 200:
+                        acked.jobs[n] = response.json()["result"]
             except httpx.HTTPError:
                 acked.unknown_outcomes += 1
                 return
 
 
 async def _settle(client: httpx.AsyncClient, acked: Acknowledged) -> None:
-    """Wait until the queue is drained and every acknowledged alarm has been delivered."""
+    """Wait until the queue is drained and every acknowledged alarm and scheduled job has
+    been delivered (the scheduler's alarms count among the pending ones)."""
     deadline = time.monotonic() + SETTLE_TIMEOUT_SECONDS
-    last_due = max(acked.alarms.values(), default=0.0)
+    last_due = max([*acked.alarms.values(), *acked.jobs.values()], default=0.0)
     while time.monotonic() < deadline:
         backlog = (await client.get("/queues/jobs")).json()["backlog"]
         no_alarms = re.search(r"^roost_alarms_pending 0$", (await client.get("/metrics")).text, re.M)
