@@ -20,6 +20,7 @@ from .names import (
 )
 from .queue import Queue, QueueRegistry
 from .queue_actor import QueueActor
+from .queue_telemetry import metric_families
 from .scheduler import SchedulerActor
 
 # Built-in actors that the helpers reach through ``env`` under their reserved names.
@@ -55,6 +56,9 @@ class _Builtins:
 
     def queue(self, rt: Any, name: str) -> Queue:
         return rt.env[REGISTRY_BINDING].queue(name)
+
+    async def metrics(self, rt: Any) -> list[Any]:
+        return await metric_families(rt.env[REGISTRY_BINDING])
 
 
 async def _job_status(rt: Any, request: Request, job_id: str) -> Response:

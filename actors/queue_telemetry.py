@@ -1,5 +1,6 @@
 """What the queues report about their messages: a log line per failed delivery and per
-dead-lettered message, and the spans of sends, batch deliveries and pulls.
+dead-lettered message, the spans of sends, batch deliveries and pulls, and each queue's
+metrics for ``/metrics``.
 
 A message's send span is stored with it as a W3C traceparent, so the span of each
 batch delivery, and of each pull, links to the sends of the messages it carries, across
@@ -21,6 +22,19 @@ from .message import MessageBatch
 from .queue_segments import CORRELATION_ID, ID, TRACEPARENT
 
 log = logging.getLogger("roost.queues")
+
+# ``Queue.metrics()`` key -> (metric name, type, help)
+_METRICS = {
+    "backlog": ("roost_queue_backlog", "gauge", "Messages stored and not acked (delayed and in flight too)."),
+    "in_flight": ("roost_queue_in_flight", "gauge", "Messages in a delivery or leased to a pull consumer."),
+    "delayed": ("roost_queue_delayed", "gauge", "Messages waiting for their delay or retry delay."),
+    "oldest_age_seconds": ("roost_queue_oldest_age_seconds", "gauge", "Age of the oldest stored message."),
+    "bytes": ("roost_queue_bytes", "gauge", "Encoded bytes of the stored messages' bodies."),
+    "paused": ("roost_queue_paused", "gauge", "1 while deliveries are paused."),
+    "acked": ("roost_queue_acked_total", "counter", "Messages acked."),
+    "retried": ("roost_queue_retried_total", "counter", "Deliveries of a message retried."),
+    "dead_lettered": ("roost_queue_dead_lettered_total", "counter", "Messages that ran out of retries."),
+}
 
 
 @contextmanager
@@ -129,3 +143,25 @@ def _fields(event: str, queue: str, message: list[Any], attempts: int, error: st
         "correlation_id": message[CORRELATION_ID],
         "error": error,
     }
+
+
+async def metric_families(registry: Any) -> list[tuple[str, str, str, list[tuple[dict[str, str], float]]]]:
+    """Every queue's metrics as Prometheus families, a sample per queue. A queue that cannot
+    answer (overloaded, reset) is left out of this scrape, with a warning."""
+    samples: dict[str, list[tuple[dict[str, str], float]]] = {key: [] for key in _METRICS}
+    for name in registry.names:
+        try:
+            metrics = await registry.queue(name).metrics()
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "queue %r left out of /metrics: %s",
+                name,
+                error,
+                extra={"event": "queue.metrics_skipped", "queue": name, "error": error},
+            )
+            continue
+        for key in _METRICS:
+            value = metrics[key]
+            samples[key].append(({"queue": name}, int(value) if isinstance(value, bool) else value))
+    return [(*_METRICS[key], samples[key]) for key in _METRICS]

@@ -119,11 +119,18 @@ class SchedulerActor(Actor):
                 job.record["execute_at"] = moment + backoff_delay(
                     failures - 1, base_delay=RETRY_BASE_SECONDS, max_delay=RETRY_MAX_SECONDS, jitter=False
                 )
+            error = f"{type(exc).__name__}: {exc}"
             log.warning(
                 "scheduled jobs: a send of %d to %r failed (%s); each is tried again after its backoff",
                 len(retried),
                 queue,
-                exc,
+                error,
+                extra={
+                    "event": "scheduler.send_failed",
+                    "queue": queue,
+                    "jobs": [job.id for job in retried],
+                    "error": error,
+                },
             )
             await self.storage.delete_many([job.due_key for job in retried])
             for job in retried:

@@ -12,6 +12,9 @@ from typing import Any, Protocol
 
 BUILTINS = "actors.extension:builtins"
 
+# A Prometheus metric family: name, type ("gauge", "counter"), help, and its samples.
+MetricFamily = tuple[str, str, str, list[tuple[Mapping[str, str], float]]]
+
 
 def load_object(path: str) -> Any:
     """Import ``"package.module:Name"`` (``Name`` may be dotted); ``ImportError`` if absent."""
@@ -37,6 +40,8 @@ class Extension(Protocol):
     ``bindings(rt)``: extra ``env`` entries, made once the runtime's namespaces exist.
     ``routes()``: HTTP routes, ``(methods, rule, async handler(rt, request, **params))``.
     ``start(rt)``: background work, run in the runtime's nursery until it closes.
+    ``metrics(rt)``: more metric families for ``/metrics``, read at each scrape, as
+    ``(name, type, help, [(labels, value), ...])`` (``MetricFamily``).
     """
 
     name: str
@@ -48,6 +53,8 @@ class Extension(Protocol):
     def routes(self) -> list[tuple[list[str], str, Any]]: ...
 
     async def start(self, rt: Any) -> None: ...
+
+    async def metrics(self, rt: Any) -> list[MetricFamily]: ...
 
 
 def load_extension(path: str) -> Extension:

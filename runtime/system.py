@@ -11,6 +11,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 import trio
@@ -42,6 +43,7 @@ class Runtime:
 
     ``tracing`` makes its spans (``runtime.tracing``); the built-in actors reach it here,
     as they reach the runtime only through its public names and this object."""
+
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
 
     def __init__(
@@ -94,7 +96,8 @@ class Runtime:
                 if hasattr(extension, "routes")
                 for route in extension.routes()
             ]
-            self._asgi_app = create_app(self, routes=routes)
+            metrics = [partial(e.metrics, self) for e in self._extensions if hasattr(e, "metrics")]
+            self._asgi_app = create_app(self, routes=routes, metrics=metrics)
         return self._asgi_app
 
     def statistics(self) -> dict[str, Any]:

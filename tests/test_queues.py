@@ -345,6 +345,31 @@ async def test_purge_and_redrive_reach_messages_past_the_index(data_dir, autojum
             assert (await rt.queue(name).metrics())["backlog"] == 0
 
 
+async def test_metrics_endpoint_has_every_queue_with_its_label(data_dir, autojump_clock):
+    async with open_queues(data_dir, max_retries=0) as rt:
+        transport = httpx.ASGITransport(app=rt.asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://roost.test") as http:
+            await rt.queue("jobs").send_batch([{"body": {"plan": "ack"}}, {"body": {"plan": "raise"}}])
+            await trio.sleep(6)  # the batch times out, is delivered; one acked, one dead-lettered
+            await rt.queue("jobs").pause()
+            await rt.queue("jobs").send_batch([{"body": n} for n in range(3)])
+            text = (await http.get("/metrics")).text
+    lines = text.splitlines()
+    for expected in (
+        'roost_queue_backlog{queue="jobs"} 3',
+        'roost_queue_backlog{queue="jobs-dlq"} 1',
+        'roost_queue_paused{queue="jobs"} 1',
+        'roost_queue_paused{queue="jobs-dlq"} 0',
+        'roost_queue_acked_total{queue="jobs"} 1',
+        'roost_queue_dead_lettered_total{queue="jobs"} 1',
+        "# TYPE roost_queue_acked_total counter",
+        "# TYPE roost_queue_backlog gauge",
+    ):
+        assert expected in lines
+    assert lines.count("# TYPE roost_queue_backlog gauge") == 1
+    assert "roost_live_actors" in text  # the runtime's own metrics are still there
+
+
 async def test_queue_routes(data_dir, autojump_clock):
     async with open_queues(data_dir) as rt:
         transport = httpx.ASGITransport(app=rt.asgi_app)

@@ -580,8 +580,10 @@ def test_webhook_config_must_name_a_queue_and_a_var(tmp_path):
         load_config(path)
 
 
-async def test_a_failed_scheduled_send_is_retried_with_backoff(data_dir, autojump_clock):
+async def test_a_failed_scheduled_send_is_retried_with_backoff(data_dir, autojump_clock, caplog, monkeypatch):
     RECEIVED.clear()
+    # One shard holds the three jobs, so they go out (and fail) as one batch.
+    monkeypatch.setattr("actors.scheduler._shard", lambda job_id: "shard-0")
     async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
         start = runtime.now()
         jobs = [await schedule_job(rt.env, {"n": n}, start + 10, queue="reminders") for n in range(3)]
@@ -594,3 +596,5 @@ async def test_a_failed_scheduled_send_is_retried_with_backoff(data_dir, autojum
         assert sorted(body["n"] for _, body in RECEIVED) == [0, 1, 2]
         assert [at for at, _ in RECEIVED] == pytest.approx([start + 13] * 3, abs=0.5)
         assert await list_jobs(rt.env) == []
+    failed = [record for record in caplog.records if getattr(record, "event", None) == "scheduler.send_failed"]
+    assert [(record.queue, sorted(record.jobs)) for record in failed] == [("reminders", sorted(jobs))] * 2

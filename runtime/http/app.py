@@ -28,6 +28,7 @@ from ..correlation import (
     current_correlation_id,
 )
 from ..errors import CallTimeoutError
+from ..extensions import MetricFamily
 from ..request import Request, Response, as_response
 from . import actor_routes, metrics
 from .errors import HttpError, error_response
@@ -37,15 +38,21 @@ log = logging.getLogger("roost.http")
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
 Handler = Callable[..., Awaitable[Any]]
+MetricSource = Callable[[], Awaitable[list[MetricFamily]]]
 # (HTTP methods, URL rule in Quart's syntax, handler)
 Route = tuple[list[str], str, Handler]
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 def create_app(
-    rt: Any, *, max_body_bytes: int = DEFAULT_MAX_BODY_BYTES, routes: list[Route] = ()
+    rt: Any,
+    *,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    routes: list[Route] = (),
+    metrics: list[MetricSource] = (),
 ) -> QuartTrio:
-    """The ASGI app of ``rt``: the core routes, then ``routes`` (those of the extensions)."""
+    """The ASGI app of ``rt``: the core routes, then ``routes`` (those of the extensions);
+    ``/metrics`` adds what each of ``metrics`` (the extensions') returns at each scrape."""
     app = QuartTrio("roost")
     app.config["MAX_CONTENT_LENGTH"] = max_body_bytes
     app.config["PROVIDE_AUTOMATIC_OPTIONS"] = False
@@ -58,7 +65,7 @@ def create_app(
         app.add_url_rule(rule, f"{rule} {methods}", view, methods=methods)
 
     configured = actor_routes.configured_routes(rt.config.routes, ALL_METHODS)
-    for methods, rule, handler in [*_core_routes(counter), *routes, *configured]:
+    for methods, rule, handler in [*_core_routes(counter, metrics), *routes, *configured]:
         add(methods, rule, handler)
 
     @app.before_request
@@ -90,7 +97,7 @@ def create_app(
     return app
 
 
-def _core_routes(counter: dict[str, int]) -> list[Route]:
+def _core_routes(counter: dict[str, int], metric_sources: list[MetricSource]) -> list[Route]:
     async def healthz(rt: Any, req: Request) -> Response:
         if rt.closing:
             return Response({"status": "shutting down"}, 503)
@@ -98,7 +105,8 @@ def _core_routes(counter: dict[str, int]) -> list[Route]:
 
     async def prometheus(rt: Any, req: Request) -> Response:
         stats = dict(rt.statistics(), http_requests=counter["requests"])
-        return Response(metrics.render(stats), headers={"content-type": metrics.CONTENT_TYPE})
+        families = [family for source in metric_sources for family in await source()]
+        return Response(metrics.render(stats, families), headers={"content-type": metrics.CONTENT_TYPE})
 
     return [
         (["GET"], "/healthz", healthz),

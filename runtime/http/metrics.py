@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
+from ..extensions import MetricFamily
+
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+_LABEL_ESCAPES = str.maketrans({"\\": "\\\\", '"': '\\"', "\n": "\\n"})
 
 # statistic -> (metric name, type, help)
 _SCALARS = {
@@ -25,7 +30,8 @@ _SCALARS = {
 }
 
 
-def render(stats: dict[str, Any]) -> str:
+def render(stats: dict[str, Any], families: list[MetricFamily] = ()) -> str:
+    """The runtime's ``stats``, then the extensions' metric ``families``."""
     lines: list[str] = []
     for key, (name, kind, help_text) in _SCALARS.items():
         if key in stats:
@@ -45,4 +51,14 @@ def render(stats: dict[str, Any]) -> str:
         le = "+Inf" if bound == float("inf") else repr(bound)
         lines.append(f'{name}_bucket{{le="{le}"}} {cumulative}')
     lines += [f"{name}_sum {stats.get('commit_seconds_total', 0.0)}", f"{name}_count {commits}"]
+    for name, kind, help_text, samples in families:
+        lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+        lines += [f"{name}{_labels(labels)} {value}" for labels, value in samples]
     return "\n".join(lines) + "\n"
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    """``{key="value",...}``, values escaped as the text format requires."""
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{key}="{value.translate(_LABEL_ESCAPES)}"' for key, value in labels.items()) + "}"
