@@ -22,6 +22,8 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any, NamedTuple
 
+import trio
+
 from runtime import Actor, AlarmInfo, Env, now
 
 from .backoff import backoff_delay
@@ -47,6 +49,7 @@ class SchedulerActor(Actor):
 
     async def on_start(self) -> None:
         self.failures: dict[str, int] = {}  # job id -> failed sends so far (reset by a restart)
+        self.sending: dict[str, trio.Event] = {}  # job id -> set when its send is over
         if await self.storage.get(LAYOUT_KEY) != LAYOUT:
             await self._index_stored_jobs()
 
@@ -65,6 +68,10 @@ class SchedulerActor(Actor):
             await self.storage.set_alarm(max(0.0, execute_at))
 
     async def cancel(self, job_id: str) -> bool:
+        """True if the job will not be sent; a job being sent is cancelled only if that
+        send fails, so the answer waits for its outcome."""
+        while (sending := self.sending.get(job_id)) is not None:
+            await sending.wait()
         record = await self.storage.get(JOB_PREFIX + job_id)
         if record is None:
             return False
@@ -100,21 +107,27 @@ class SchedulerActor(Actor):
         await self._arm()
 
     async def _send(self, batch: list[_DueJob], moment: float) -> None:
-        """Send ``batch`` (jobs for one queue) as one batch of messages, all or none; then
-        delete the jobs, or on failure move each to its next try."""
+        """Send ``batch`` (jobs for one queue), marked as being sent meanwhile."""
         queue = batch[0].record["queue"]
+        sent = trio.Event()
+        self.sending.update((job.id, sent) for job in batch)
+        try:
+            await self._send_or_retry(batch, queue, moment)
+        finally:
+            for job in batch:
+                del self.sending[job.id]
+            sent.set()
+
+    async def _send_or_retry(self, batch: list[_DueJob], queue: str, moment: float) -> None:
+        """One batch of messages, all or none: then the jobs go, or each moves to its next try."""
+        producer = self.env[REGISTRY_BINDING].queue(queue)
         try:
             # Records stored before correlation ids were kept have none: the alarm's is used.
-            await (
-                self.env[REGISTRY_BINDING]
-                .queue(queue)
-                .send_scheduled([(job.record["job"], job.record.get("correlation_id")) for job in batch])
+            await producer.send_scheduled(
+                [(job.record["job"], job.record.get("correlation_id")) for job in batch]
             )
         except Exception as exc:
-            # Jobs cancelled while the send was under way are gone: they stay gone.
-            still = await self.storage.get_many([JOB_PREFIX + job.id for job in batch])
-            retried = [job for job in batch if JOB_PREFIX + job.id in still]
-            for job in retried:
+            for job in batch:
                 failures = self.failures[job.id] = self.failures.get(job.id, 0) + 1
                 job.record["execute_at"] = moment + backoff_delay(
                     failures - 1, base_delay=RETRY_BASE_SECONDS, max_delay=RETRY_MAX_SECONDS, jitter=False
@@ -122,18 +135,18 @@ class SchedulerActor(Actor):
             error = f"{type(exc).__name__}: {exc}"
             log.warning(
                 "scheduled jobs: a send of %d to %r failed (%s); each is tried again after its backoff",
-                len(retried),
+                len(batch),
                 queue,
                 error,
                 extra={
                     "event": "scheduler.send_failed",
                     "queue": queue,
-                    "jobs": [job.id for job in retried],
+                    "jobs": [job.id for job in batch],
                     "error": error,
                 },
             )
-            await self.storage.delete_many([job.due_key for job in retried])
-            for job in retried:
+            await self.storage.delete_many([job.due_key for job in batch])
+            for job in batch:
                 await self.storage.put_many(
                     {JOB_PREFIX + job.id: job.record, _due_key(job.record["execute_at"], job.id): job.id}
                 )

@@ -19,6 +19,7 @@ from actors import (
     IdempotencyKeyReuseError,
     IdempotentResult,
     PermanentError,
+    Queue,
     QueueLimitError,
     QueueNotFoundError,
     cancel_job,
@@ -451,6 +452,31 @@ async def test_large_jobs_due_together_are_sent_within_the_batch_limits(data_dir
             await schedule_job(rt.env, {"n": n, "blob": "x" * 100_000}, due, queue="reminders")
         await trio.sleep(11)
         assert sorted(body["n"] for _, body in RECEIVED) == list(range(5))
+        assert await list_jobs(rt.env) == []
+
+
+@pytest.mark.parametrize("send_fails", [False, True])
+async def test_cancelling_a_job_being_sent_answers_with_the_outcome_of_its_send(
+    data_dir, autojump_clock, monkeypatch, send_fails
+):
+    RECEIVED.clear()
+    original = Queue.send_scheduled
+
+    async def slow_send(self, jobs):
+        await trio.sleep(5)
+        if send_fails:
+            raise ConnectionError("queue unreachable")
+        await original(self, jobs)
+
+    monkeypatch.setattr(Queue, "send_scheduled", slow_send)
+    async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
+        start = runtime.now()
+        job = await schedule_job(rt.env, {"n": 1}, start + 10, queue="reminders")
+        await trio.sleep(12)  # the send started at +10 and ends at +15
+        assert await cancel_job(rt.env, job) is send_fails
+        assert runtime.now() == pytest.approx(start + 15, abs=0.1)
+        await trio.sleep(60)  # past any retry
+        assert [body for _, body in RECEIVED] == ([] if send_fails else [{"n": 1}])
         assert await list_jobs(rt.env) == []
 
 
