@@ -92,37 +92,48 @@ class _Load:
         return time.perf_counter() - started
 
     async def _connection(self, rng: random.Random, deadline: float) -> None:
-        stream = await trio.open_tcp_stream("127.0.0.1", self.port)
+        while trio.current_time() < deadline and self.remaining > 0:
+            # The server closes a keep-alive connection after so many requests (hypercorn:
+            # 1,000), saying so on its last answer; a client then opens another.
+            async with await trio.open_tcp_stream("127.0.0.1", self.port) as stream:
+                await self._requests(stream, rng, deadline)
+
+    async def _requests(self, stream: trio.SocketStream, rng: random.Random, deadline: float) -> None:
         buffer = b""
-        async with stream:
-            while trio.current_time() < deadline and self.remaining > 0:
-                self.remaining -= 1
-                name = f"c{rng.randrange(self.actors)}"
-                request = (
-                    f"POST /actors/{BINDING}/{name}/increment HTTP/1.1\r\n"
-                    "Host: roost\r\nContent-Length: 0\r\n\r\n"
-                ).encode()
-                started = time.perf_counter()
-                await stream.send_all(request)
-                status, _, buffer = await _read_response(stream, buffer)
-                self.latencies.append(time.perf_counter() - started)
-                self.statuses[status] = self.statuses.get(status, 0) + 1
-                if status == 200:
-                    self.sent[name] = self.sent.get(name, 0) + 1
+        while trio.current_time() < deadline and self.remaining > 0:
+            self.remaining -= 1
+            name = f"c{rng.randrange(self.actors)}"
+            request = (
+                f"POST /actors/{BINDING}/{name}/increment HTTP/1.1\r\n"
+                "Host: roost\r\nContent-Length: 0\r\n\r\n"
+            ).encode()
+            started = time.perf_counter()
+            await stream.send_all(request)
+            status, _, buffer, close = await _read_response(stream, buffer)
+            self.latencies.append(time.perf_counter() - started)
+            self.statuses[status] = self.statuses.get(status, 0) + 1
+            if status == 200:
+                self.sent[name] = self.sent.get(name, 0) + 1
+            if close:
+                return
 
 
-async def _read_response(stream: trio.SocketStream, buffer: bytes) -> tuple[int, bytes, bytes]:
-    """(status, body, bytes left over) of the next response on ``stream``."""
+async def _read_response(stream: trio.SocketStream, buffer: bytes) -> tuple[int, bytes, bytes, bool]:
+    """(status, body, bytes left over, whether the server closes the connection) of the next
+    response on ``stream``."""
     while True:
         head, separator, rest = buffer.partition(b"\r\n\r\n")
         if separator:
-            length = 0
+            length, close = 0, False
             for line in head.split(b"\r\n")[1:]:
                 name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
+                name = name.strip().lower()
+                if name == b"content-length":
                     length = int(value)
+                elif name == b"connection":
+                    close = value.strip().lower() == b"close"
             if len(rest) >= length:
-                return int(head.split(b" ", 2)[1]), rest[:length], rest[length:]
+                return int(head.split(b" ", 2)[1]), rest[:length], rest[length:], close
         data = await stream.receive_some(65536)
         if not data:
             raise ConnectionError("server closed the connection")
@@ -138,7 +149,7 @@ async def _counter_sum(port: int, names: list[str]) -> int:
         for name in names:
             request = f"POST /rpc/{BINDING}/{name}/value HTTP/1.1\r\nHost: roost\r\nContent-Length: 0\r\n\r\n"
             await stream.send_all(request.encode())
-            _, body, buffer = await _read_response(stream, buffer)
+            _, body, buffer, _ = await _read_response(stream, buffer)
             total += json.loads(body)["result"]
     return total
 

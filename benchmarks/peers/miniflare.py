@@ -122,7 +122,7 @@ class _Queue:
                     request = f"POST {path} HTTP/1.1\r\nHost: roost\r\nContent-Length: 0\r\n\r\n"
                     while True:
                         await stream.send_all(request.encode())
-                        status, body, buffer = await http_load._read_response(stream, buffer)
+                        status, body, buffer, _ = await http_load._read_response(stream, buffer)
                         if status == 200:
                             break
                         if status != 500 or b"sendBatch failed" not in body:
