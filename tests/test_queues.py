@@ -7,8 +7,8 @@ import pytest
 import trio
 
 import runtime
-from actors import Message, MessageBatch, QueueLimitError, queue_actor
-from runtime import Actor, open_runtime
+from actors import Message, MessageBatch, Queue, QueueLimitError, queue_actor
+from runtime import Actor, OverloadedError, open_runtime
 
 DELIVERED: list[tuple[str, list[tuple[object, int]]]] = []
 
@@ -368,6 +368,29 @@ async def test_metrics_endpoint_has_every_queue_with_its_label(data_dir, autojum
         assert expected in lines
     assert lines.count("# TYPE roost_queue_backlog gauge") == 1
     assert "roost_live_actors" in text  # the runtime's own metrics are still there
+
+
+async def test_a_queue_that_cannot_answer_is_left_out_of_a_scrape_with_a_warning(
+    data_dir, autojump_clock, monkeypatch, caplog
+):
+    original = Queue.metrics
+
+    async def metrics(self):
+        if self.name == "jobs":
+            raise OverloadedError("too many events waiting")
+        return await original(self)
+
+    monkeypatch.setattr(Queue, "metrics", metrics)
+    async with open_queues(data_dir) as rt:
+        transport = httpx.ASGITransport(app=rt.asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://roost.test") as http:
+            scrape = await http.get("/metrics")
+    assert scrape.status_code == 200
+    lines = scrape.text.splitlines()
+    assert 'roost_queue_backlog{queue="jobs-dlq"} 0' in lines
+    assert not any('queue="jobs"' in line for line in lines)
+    [skipped] = [r for r in caplog.records if getattr(r, "event", None) == "queue.metrics_skipped"]
+    assert skipped.queue == "jobs" and skipped.error.startswith("OverloadedError")
 
 
 async def test_queue_routes(data_dir, autojump_clock):
