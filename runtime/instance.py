@@ -177,6 +177,16 @@ class Instance:
         try:
             await awaitable
             await self.output_gate()
+        except ActorResetError as exc:
+            if self.reset_reason is None:  # another actor's reset: this task failed
+                log.exception("wait_until task of actor %s failed", self.describe())
+            else:  # the reset was logged; what the task did after it was discarded
+                log.warning(
+                    "wait_until task of actor %s ended by its actor's reset (%s): %s",
+                    self.describe(),
+                    self.reset_reason,
+                    exc,
+                )
         except Exception:
             log.exception("wait_until task of actor %s failed", self.describe())
         finally:

@@ -298,3 +298,15 @@ async def test_actor_to_actor_calls_through_env(data_dir):
         caller = rt.namespace("CALLERS").get_by_name("c")
         assert await caller.relay("x", 2) == 2
         assert await caller.relay("x", 3) == 5
+
+
+async def test_a_wait_until_task_ended_by_its_actors_reset_is_a_warning(data_dir, autojump_clock, caplog):
+    async with open_lifecycle(data_dir) as rt:
+        stub = rt.namespace("LIFE").get_by_name("a")
+        await stub.later(5)  # in the background: sleeps 5 s, then writes
+        with pytest.raises(ActorResetError):
+            await stub.stop("going away")
+        await trio.sleep(6)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    [ended] = [r for r in caplog.records if "ended by its actor's reset" in r.getMessage()]
+    assert ended.levelno == logging.WARNING and "going away" in ended.getMessage()
