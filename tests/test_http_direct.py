@@ -118,3 +118,34 @@ async def test_each_path_counts_its_requests_once(data_dir, autojump_clock):
             await http.get("/healthz")  # Quart
             metrics = (await http.get("/metrics")).text
     assert "roost_http_requests_total 3" in metrics.splitlines()
+
+
+class Counter(Actor):
+    async def fetch(self, request: Request) -> Response:
+        n = await self.storage.get("n", 0) + 1
+        await self.storage.put("n", n)
+        return Response({"n": n})
+
+    async def value(self) -> int:
+        return await self.storage.get("n", 0)
+
+
+async def test_a_request_whose_client_goes_away_after_its_body_still_runs(data_dir, autojump_clock):
+    async with open_runtime(data_dir=data_dir, actors={"COUNT": Counter}) as rt:
+        messages = [{"type": "http.request", "body": b"", "more_body": False}, {"type": "http.disconnect"}]
+
+        async def receive():
+            return messages.pop(0)
+
+        async def send(message):
+            pass  # the connection is gone: the server drops what is sent
+
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/actors/COUNT/a/x",
+            "query_string": b"",
+            "headers": [],
+        }
+        await rt.asgi_app(scope, receive, send)
+        assert await rt.namespace("COUNT").get_by_name("a").value() == 1
