@@ -80,11 +80,18 @@ class SchedulerActor(Actor):
         await self._arm()
         return True
 
-    async def jobs(self) -> list[dict[str, Any]]:
-        return [
-            {"id": key[len(JOB_PREFIX) :], **record}
-            for key, record in (await self.storage.list(prefix=JOB_PREFIX)).items()
-        ]
+    async def jobs(self, limit: int | None = None) -> list[dict[str, Any]]:
+        """The shard's pending jobs; with ``limit``, only the soonest, read through the index."""
+        if limit is None:
+            records = await self.storage.list(prefix=JOB_PREFIX)
+        else:
+            ids = list((await self.storage.list(prefix=DUE_PREFIX, limit=limit)).values())
+            records = {}
+            for start in range(0, len(ids), CHUNK):
+                records.update(
+                    await self.storage.get_many([JOB_PREFIX + i for i in ids[start : start + CHUNK]])
+                )
+        return [{"id": key[len(JOB_PREFIX) :], **record} for key, record in records.items()]
 
     async def alarm(self, info: AlarmInfo) -> None:
         moment = now()
@@ -262,9 +269,12 @@ async def cancel_job(env: Env, job_id: str) -> bool:
     return await env[SCHEDULER_BINDING].get_by_name(_shard(_check_job_id(job_id))).cancel(job_id)
 
 
-async def list_jobs(env: Env) -> list[dict[str, Any]]:
-    """Every pending job (``id``, ``job``, ``execute_at``, ``queue``, ``created_at``), soonest first."""
+async def list_jobs(env: Env, *, limit: int | None = None) -> list[dict[str, Any]]:
+    """The pending jobs (``id``, ``job``, ``execute_at``, ``queue``, ``created_at``,
+    ``correlation_id``), soonest first: all of them, or the soonest ``limit``."""
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"limit must be a positive int, not {limit!r}")
     jobs: list[dict[str, Any]] = []
     for shard in range(SHARDS):
-        jobs += await env[SCHEDULER_BINDING].get_by_name(f"shard-{shard}").jobs()
-    return sorted(jobs, key=lambda job: (job["execute_at"], job["id"]))
+        jobs += await env[SCHEDULER_BINDING].get_by_name(f"shard-{shard}").jobs(limit)
+    return sorted(jobs, key=lambda job: (job["execute_at"], job["id"]))[:limit]

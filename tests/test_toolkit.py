@@ -480,6 +480,21 @@ async def test_cancelling_a_job_being_sent_answers_with_the_outcome_of_its_send(
         assert await list_jobs(rt.env) == []
 
 
+async def test_list_jobs_with_a_limit_gives_the_soonest(data_dir, autojump_clock):
+    rng = random.Random(9)
+    async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
+        start = runtime.now()
+        for n in range(40):
+            await schedule_job(rt.env, {"n": n}, start + rng.uniform(10, 1000), queue="reminders")
+        every = await list_jobs(rt.env)
+        assert len(every) == 40
+        assert await list_jobs(rt.env, limit=7) == every[:7]
+        assert await list_jobs(rt.env, limit=100) == every
+        for bad in (0, -1, True, 2.5, "3"):
+            with pytest.raises(ValueError):
+                await list_jobs(rt.env, limit=bad)
+
+
 class OldLayoutScheduler(Actor):
     """Stores a job as the scheduler did before its due index: the record and an alarm only."""
 
