@@ -25,6 +25,7 @@ class Echo(Actor):
             raise RuntimeError("fetch failed")
         return Response(
             {
+                "actor": self.id.name,
                 "method": request.method,
                 "path": request.path,
                 "query": request.query,
@@ -43,6 +44,13 @@ class Echo(Actor):
         raise AssertionError("never called")
 
 
+CONFIG = {
+    "durable_objects": {"bindings": [{"name": "ECHO", "class_name": f"{__name__}:Echo"}]},
+    "routes": [
+        {"path": "/shop", "binding": "ECHO", "name": "front"},
+        {"path": "/shop/orders", "binding": "ECHO", "name": "orders"},
+    ],
+}
 HEX_ID = "0" * 64
 DIRECT = [
     ("GET", "/actors/ECHO/a", {}, b""),
@@ -70,6 +78,13 @@ DIRECT = [
     ("POST", "/rpc/ECHO/a/_private", {}, b""),
     ("POST", "/rpc/ECHO/a/missing", {}, b""),
     ("POST", "/rpc/ECHO/a/echo", {}, b'{"args": ["' + b"x" * 2_000_000 + b'"]}'),
+    # [[routes]] of the config: /shop and /shop/orders, each with what lies below it.
+    ("GET", "/shop", {}, b""),
+    ("GET", "/shop/x/y?q=1", {}, b""),
+    ("GET", "/shop/orders", {}, b""),
+    ("POST", "/shop/orders/7", {}, b"{}"),
+    ("GET", "/shop/ordersX", {}, b""),
+    ("GET", "/shop/orders/", {}, b""),
 ]
 # Not the direct path's: Quart answers these through either.
 TO_QUART = [
@@ -78,6 +93,7 @@ TO_QUART = [
     ("GET", "/actors/ECHO/a//x", {}, b""),
     ("HEAD", "/actors/ECHO/a/x", {}, b""),
     ("GET", "/nowhere", {}, b""),
+    ("GET", "/shop/", {}, b""),
 ]
 
 
@@ -88,7 +104,7 @@ REQUESTS = [(*request, True) for request in DIRECT] + [(*request, False) for req
 async def test_the_direct_path_answers_as_quart_does(
     data_dir, autojump_clock, method, url, headers, body, direct
 ):
-    async with open_runtime(data_dir=data_dir, actors={"ECHO": Echo}) as rt:
+    async with open_runtime(CONFIG, data_dir=data_dir) as rt:
         front = rt.asgi_app
         # The Quart app behind the direct path serves every route itself.
         quart_app, reached_quart = front._quart_app, []

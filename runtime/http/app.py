@@ -80,7 +80,10 @@ def create_app(
         log.exception("unhandled error in %s %s", request.method, request.path)
         return _to_quart(error_response(exc), getattr(g, "request_id", ""))
 
-    return DirectFront(app, adapter, core)
+    # Configured paths are plain and never start with Roost's own prefixes; the longest first
+    # is the route Quart's router would pick among overlapping ones.
+    configured_first = sorted(configured, key=lambda route: -len(route[1].removesuffix("/<path:rest>")))
+    return DirectFront(app, adapter, [*core, *configured_first])
 
 
 def _core_routes(adapter: Adapter, metric_sources: list[MetricSource]) -> list[Route]:
