@@ -1,7 +1,7 @@
 """``create_app(rt)``: the ASGI app behind ``rt.asgi_app``.
 
 A quart-trio app serves every route; in front of it, ``DirectFront`` serves the actor and
-RPC routes straight from ASGI (see ``direct``). Both hand each request to one ``Adapter``
+RPC routes and the configured ones straight from ASGI (see ``direct``). Both hand each request to one ``Adapter``
 (see ``adapter``), so a route answers the same through either.
 """
 

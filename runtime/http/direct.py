@@ -1,5 +1,5 @@
-"""``DirectFront``: the actor and RPC routes served straight from ASGI; every other request
-goes to the Quart app.
+"""``DirectFront``: the actor and RPC routes, and the config's ``[[routes]]``, served
+straight from ASGI; every other request goes to the Quart app.
 
 Quart's request and app contexts, hooks and response objects cost more than the actor call
 they wrap: served through Quart, durable increments over ``/actors/...`` ran at about 60 %
