@@ -1,8 +1,8 @@
 """``Adapter``: what every route goes through, whichever front received the request.
 
-Two fronts share it: the Quart app (every route) and the direct path (the actor and RPC
-routes, straight from ASGI: see ``direct``). Either hands over the request as ``Incoming``
-with its request id (the request's own ``x-request-id``, the trace id of its
+Two fronts share it: the Quart app (every route) and the direct path (the actor, RPC and
+configured routes, straight from ASGI: see ``direct``). Either hands over the request as
+``Incoming`` with its request id (the request's own ``x-request-id``, the trace id of its
 ``traceparent``, or a new one). The adapter makes that id the correlation id of the events
 the request causes, reads the body under the size limit, runs the handler in a span and
 under the runtime's request timeout (504 past it), and turns whatever the handler returned

@@ -1,8 +1,8 @@
 """``create_app(rt)``: the ASGI app behind ``rt.asgi_app``.
 
 A quart-trio app serves every route; in front of it, ``DirectFront`` serves the actor and
-RPC routes and the configured ones straight from ASGI (see ``direct``). Both hand each request to one ``Adapter``
-(see ``adapter``), so a route answers the same through either.
+RPC routes and the configured ones straight from ASGI (see ``direct``). Both hand each
+request to one ``Adapter`` (see ``adapter``), so a route answers the same through either.
 """
 
 from __future__ import annotations
@@ -72,7 +72,7 @@ def create_app(
 
     @app.errorhandler(HTTPException)
     async def http_exception(exc: HTTPException) -> QuartResponse:
-        # Routing and protocol errors (404, 405) answer in the same JSON shape.
+        # Routing errors (404, 405) answer in the same JSON shape; the adapter answers a 413.
         return _to_quart(adapter.refusal(exc, request.method, request.path), getattr(g, "request_id", ""))
 
     @app.errorhandler(Exception)

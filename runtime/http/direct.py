@@ -4,10 +4,11 @@ straight from ASGI; every other request goes to the Quart app.
 Quart's request and app contexts, hooks and response objects cost more than the actor call
 they wrap: served through Quart, durable increments over ``/actors/...`` ran at about two
 thirds of the rate they reach served straight from ASGI (``roost serve``, 64 connections,
-1,000 actors: 1,304 against 1,919 requests/s). These routes need none of that machinery. The direct path matches them, reads the body under the
-size limit and answers through the same ``Adapter`` as Quart's views, so a response is the
-same either way. Whatever it does not match exactly (another route or method, HEAD, a path
-with ``//`` that Quart would redirect) goes to Quart, which answers it as before.
+1,000 actors: 1,304 against 1,919 requests/s). These routes need none of that machinery.
+The direct path matches them, reads the body under the size limit and answers through the
+same ``Adapter`` as Quart's views, so a response is the same either way. Whatever it does
+not match exactly (another route or method, HEAD, a path with ``//`` that Quart would
+redirect) goes to Quart, which answers it as before.
 """
 
 from __future__ import annotations
