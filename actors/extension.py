@@ -21,7 +21,7 @@ from .names import (
 from .queue import Queue, QueueRegistry
 from .queue_actor import QueueActor
 from .queue_telemetry import metric_families
-from .scheduler import SchedulerActor
+from .scheduler import SchedulerActor, pending_jobs_family
 
 # Built-in actors that the helpers reach through ``env`` under their reserved names.
 _HELPER_ACTORS: dict[str, type] = {
@@ -58,7 +58,7 @@ class _Builtins:
         return rt.env[REGISTRY_BINDING].queue(name)
 
     async def metrics(self, rt: Any) -> list[Any]:
-        return await metric_families(rt.env[REGISTRY_BINDING])
+        return [*await metric_families(rt.env[REGISTRY_BINDING]), await pending_jobs_family(rt.env)]
 
 
 async def _job_status(rt: Any, request: Request, job_id: str) -> Response:

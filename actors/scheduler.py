@@ -35,10 +35,12 @@ log = logging.getLogger("roost.scheduler")
 SHARDS = 8
 JOB_PREFIX = "job:"
 DUE_PREFIX = "due:"
+PENDING_KEY = "pending"  # how many jobs the shard holds
 LAYOUT_KEY = "layout"
-# 2: the due index above. Shards written before it have job records only (their due times
-# were rebuilt in memory at each start); the first start after an upgrade indexes them.
-LAYOUT = 2
+# 3: the due index above and the count of pending jobs. Shards written before have job
+# records only (their due times were rebuilt in memory at each start), or no count; the
+# first start after an upgrade indexes and counts their jobs.
+LAYOUT = 3
 CHUNK = 128  # storage's limit of keys per call
 RETRY_BASE_SECONDS = 1.0
 RETRY_MAX_SECONDS = 60.0
@@ -52,6 +54,7 @@ class SchedulerActor(Actor):
         self.sending: dict[str, trio.Event] = {}  # job id -> set when its send is over
         if await self.storage.get(LAYOUT_KEY) != LAYOUT:
             await self._index_stored_jobs()
+        self.pending: int = await self.storage.get(PENDING_KEY, 0)
 
     async def add(self, job_id: str, job: Any, execute_at: float, queue: str) -> None:
         record = {
@@ -61,7 +64,10 @@ class SchedulerActor(Actor):
             "created_at": now(),
             "correlation_id": self.ctx.correlation_id,
         }
-        await self.storage.put_many({JOB_PREFIX + job_id: record, _due_key(execute_at, job_id): job_id})
+        await self.storage.put_many(
+            {JOB_PREFIX + job_id: record, _due_key(execute_at, job_id): job_id, PENDING_KEY: self.pending + 1}
+        )
+        self.pending += 1
         # The alarm is always at the earliest job: only an earlier one moves it.
         current = await self.storage.get_alarm()
         if current is None or max(0.0, execute_at) < current:
@@ -76,9 +82,14 @@ class SchedulerActor(Actor):
         if record is None:
             return False
         await self.storage.delete_many([JOB_PREFIX + job_id, _due_key(record["execute_at"], job_id)])
+        self.pending -= 1
+        await self.storage.put(PENDING_KEY, self.pending)
         self.failures.pop(job_id, None)
         await self._arm()
         return True
+
+    async def pending_count(self) -> int:
+        return self.pending
 
     async def jobs(self, limit: int | None = None) -> list[dict[str, Any]]:
         """The shard's pending jobs; with ``limit``, only the soonest, read through the index."""
@@ -162,6 +173,8 @@ class SchedulerActor(Actor):
             self.failures.pop(job.id, None)
         await self.storage.delete_many([JOB_PREFIX + job.id for job in batch])
         await self.storage.delete_many([job.due_key for job in batch])
+        self.pending -= len(batch)
+        await self.storage.put(PENDING_KEY, self.pending)
 
     async def _arm(self) -> None:
         """Set the alarm for the earliest job, or clear it."""
@@ -175,9 +188,12 @@ class SchedulerActor(Actor):
             await self.storage.set_alarm(due)
 
     async def _index_stored_jobs(self) -> None:
-        """Write the due index of the jobs stored before it existed (none in a new shard)."""
+        """Write the due index and the count of the jobs stored before they existed (none in
+        a new shard)."""
+        count = 0
         listed = await self.storage.list(prefix=JOB_PREFIX, limit=CHUNK)
         while listed:
+            count += len(listed)
             await self.storage.put_many(
                 {
                     _due_key(record["execute_at"], key[len(JOB_PREFIX) :]): key[len(JOB_PREFIX) :]
@@ -187,7 +203,7 @@ class SchedulerActor(Actor):
             listed = await self.storage.list(
                 prefix=JOB_PREFIX, start_after=next(reversed(listed)), limit=CHUNK
             )
-        await self.storage.put(LAYOUT_KEY, LAYOUT)
+        await self.storage.put_many({PENDING_KEY: count, LAYOUT_KEY: LAYOUT})
         await self._arm()
 
 
@@ -278,3 +294,23 @@ async def list_jobs(env: Env, *, limit: int | None = None) -> list[dict[str, Any
     for shard in range(SHARDS):
         jobs += await env[SCHEDULER_BINDING].get_by_name(f"shard-{shard}").jobs(limit)
     return sorted(jobs, key=lambda job: (job["execute_at"], job["id"]))[:limit]
+
+
+async def pending_jobs_family(env: Env) -> tuple[str, str, str, list[tuple[dict[str, str], float]]]:
+    """The number of pending jobs, as a Prometheus metric family for ``/metrics``; without
+    a sample, and with a warning, if a shard cannot answer."""
+    family = ("roost_scheduled_jobs_pending", "gauge", "Scheduled jobs not sent yet.")
+    pending = 0
+    for shard in range(SHARDS):
+        try:
+            pending += await env[SCHEDULER_BINDING].get_by_name(f"shard-{shard}").pending_count()
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+            log.warning(
+                "scheduled jobs left out of /metrics: shard %d: %s",
+                shard,
+                error,
+                extra={"event": "scheduler.metrics_skipped", "shard": shard, "error": error},
+            )
+            return (*family, [])
+    return (*family, [({}, pending)])

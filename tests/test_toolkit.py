@@ -36,9 +36,10 @@ from actors import (
 )
 from actors.backoff import backoff_delay
 from actors.names import SCHEDULER_BINDING
-from actors.scheduler import _shard
-from runtime import Actor, load_config, open_runtime
+from actors.scheduler import SchedulerActor, _shard
+from runtime import Actor, OverloadedError, load_config, open_runtime
 from runtime.errors import ConfigError
+from runtime.extensions import BUILTINS
 from runtime.testing import inject_commit_failure, run_in_actor
 
 # -- backoff ---------------------------------------------------------------------------------
@@ -495,6 +496,59 @@ async def test_list_jobs_with_a_limit_gives_the_soonest(data_dir, autojump_clock
                 await list_jobs(rt.env, limit=bad)
 
 
+async def pending_on_metrics(rt) -> int:
+    transport = httpx.ASGITransport(app=rt.asgi_app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://roost.test") as http:
+        text = (await http.get("/metrics")).text
+    [line] = [line for line in text.splitlines() if line.startswith("roost_scheduled_jobs_pending ")]
+    return int(line.split()[1])
+
+
+async def test_metrics_count_the_pending_jobs_across_a_restart(data_dir, autojump_clock):
+    async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
+        assert await pending_on_metrics(rt) == 0
+        start = runtime.now()
+        await schedule_job(rt.env, {"n": 1}, start + 10, queue="reminders")
+        later = [await schedule_job(rt.env, {"n": n}, start + 100, queue="reminders") for n in (2, 3)]
+        assert await pending_on_metrics(rt) == 3
+        assert await cancel_job(rt.env, later[0]) is True
+        assert await pending_on_metrics(rt) == 2
+        await trio.sleep(11)
+        assert await pending_on_metrics(rt) == 1
+    async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
+        assert await pending_on_metrics(rt) == 1
+        await trio.sleep(100)
+        assert await pending_on_metrics(rt) == 0
+
+
+class OverloadedScheduler(SchedulerActor):
+    async def pending_count(self) -> int:
+        raise OverloadedError("too many events waiting")
+
+
+class OverloadedSchedulerExtension:
+    name = "overloaded-scheduler"
+
+    def namespaces(self, config):
+        return {SCHEDULER_BINDING: OverloadedScheduler}
+
+
+OVERLOADED_SCHEDULER = OverloadedSchedulerExtension()
+
+
+async def test_a_shard_that_cannot_answer_leaves_the_count_out_of_a_scrape(data_dir, autojump_clock, caplog):
+    extensions = (BUILTINS, f"{__name__}:OVERLOADED_SCHEDULER")
+    async with open_runtime(data_dir=data_dir, queues=recorder_queues(), extensions=extensions) as rt:
+        transport = httpx.ASGITransport(app=rt.asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://roost.test") as http:
+            scrape = await http.get("/metrics")
+    assert scrape.status_code == 200
+    assert not any(line.startswith("roost_scheduled_jobs_pending ") for line in scrape.text.splitlines())
+    assert [r.shard for r in caplog.records if getattr(r, "event", None) == "scheduler.metrics_skipped"] == [
+        0
+    ]
+
+
 class OldLayoutScheduler(Actor):
     """Stores a job as the scheduler did before its due index: the record and an alarm only."""
 
@@ -531,6 +585,7 @@ async def test_jobs_stored_before_the_due_index_still_run_and_cancel(data_dir, a
     async with open_runtime(data_dir=data_dir, queues=recorder_queues()) as rt:
         assert await cancel_job(rt.env, ids[0]) is True
         await trio.sleep(40)  # the other shards wake by their alarms
+        assert await pending_on_metrics(rt) == 0
         assert [body for _, body in RECEIVED] == [{"n": n} for n in range(1, 20)]
         assert [at for at, _ in RECEIVED] == pytest.approx([start + 10 + n for n in range(1, 20)], abs=0.1)
         assert await list_jobs(rt.env) == []
@@ -637,5 +692,7 @@ async def test_a_failed_scheduled_send_is_retried_with_backoff(data_dir, autojum
         assert sorted(body["n"] for _, body in RECEIVED) == [0, 1, 2]
         assert [at for at, _ in RECEIVED] == pytest.approx([start + 13] * 3, abs=0.5)
         assert await list_jobs(rt.env) == []
-    failed = [record for record in caplog.records if getattr(record, "event", None) == "scheduler.send_failed"]
+    failed = [
+        record for record in caplog.records if getattr(record, "event", None) == "scheduler.send_failed"
+    ]
     assert [(record.queue, sorted(record.jobs)) for record in failed] == [("reminders", sorted(jobs))] * 2
