@@ -134,6 +134,7 @@ class Report:
     acked_jobs: int
     jobs_never_sent: list[int]
     jobs_sent_more_than_once: int
+    jobs_counted_pending_at_end: int  # the scheduler's own count, once every job was sent
     unknown_outcomes: int
     stale_reader_slots_after_kills: int
     stale_reader_slots_after_restarts: int
@@ -152,6 +153,8 @@ class Report:
             found.append(f"acknowledged alarms that never fired: {self.alarms_never_fired[:20]}")
         if self.jobs_never_sent:
             found.append(f"acknowledged scheduled jobs never delivered: {self.jobs_never_sent[:20]}")
+        if self.jobs_counted_pending_at_end:
+            found.append(f"the scheduler still counts {self.jobs_counted_pending_at_end} jobs pending")
         if not self.stale_reader_slots_after_kills:
             found.append("no kill left a stale LMDB reader slot: their clearing went untested")
         if self.stale_reader_slots_after_restarts:
@@ -176,6 +179,7 @@ class Report:
             ("scheduled jobs acknowledged", self.acked_jobs, ""),
             ("  never delivered", len(self.jobs_never_sent), "must be 0"),
             ("  delivered more than once", self.jobs_sent_more_than_once, "allowed (at-least-once)"),
+            ("  still counted pending at the end", self.jobs_counted_pending_at_end, "must be 0"),
             ("requests cut off by a kill", self.unknown_outcomes, "outcome unknown, not counted"),
             ("stale LMDB reader slots after kills", self.stale_reader_slots_after_kills, ""),
             ("  left after restarts", self.stale_reader_slots_after_restarts, "must be 0"),
@@ -226,6 +230,8 @@ async def _crash_loop(
             delivered = await _ledger(client, "msg:")
             fired = await _ledger(client, "alarm:")
             sent = await _ledger(client, "job:")
+            metrics = (await client.get("/metrics")).text
+            counted = re.search(r"^roost_scheduled_jobs_pending (\d+)$", metrics, re.M)
     finally:
         exit_status = server.stop()
     log_errors = [
@@ -249,6 +255,7 @@ async def _crash_loop(
         acked_jobs=len(acked.jobs),
         jobs_never_sent=sorted(n for n in acked.jobs if f"job:{n:08d}" not in sent),
         jobs_sent_more_than_once=sum(count - 1 for count in sent.values()),
+        jobs_counted_pending_at_end=int(counted[1]) if counted else -1,
         unknown_outcomes=acked.unknown_outcomes,
         stale_reader_slots_after_kills=stale_after_kills,
         stale_reader_slots_after_restarts=stale_after_restarts,
