@@ -126,6 +126,11 @@ class SchedulerActor(Actor):
 
     async def _send(self, batch: list[_DueJob], moment: float) -> None:
         """Send ``batch`` (jobs for one queue), marked as being sent meanwhile."""
+        # A job cancelled while an earlier batch was being sent is gone: it stays gone.
+        present = await self.storage.get_many([JOB_PREFIX + job.id for job in batch])
+        batch = [job for job in batch if JOB_PREFIX + job.id in present]
+        if not batch:
+            return
         queue = batch[0].record["queue"]
         sent = trio.Event()
         self.sending.update((job.id, sent) for job in batch)

@@ -549,6 +549,35 @@ async def test_a_shard_that_cannot_answer_leaves_the_count_out_of_a_scrape(data_
     ]
 
 
+async def test_a_job_cancelled_while_an_earlier_batch_is_sent_is_not_sent(
+    data_dir, autojump_clock, monkeypatch
+):
+    RECEIVED.clear()
+    original = Queue.send_scheduled
+
+    async def slow_send(self, jobs):
+        await trio.sleep(5)
+        await original(self, jobs)
+
+    monkeypatch.setattr(Queue, "send_scheduled", slow_send)
+    monkeypatch.setattr("actors.scheduler._shard", lambda job_id: "shard-0")
+    queues = [{"queue": name, "consumer": Recorder, "max_batch_size": 1} for name in ("first", "second")]
+    async with open_runtime(data_dir=data_dir, queues=queues) as rt:
+        start = runtime.now()
+        jobs = {
+            await schedule_job(rt.env, {"n": n}, start + 10, queue=queue): n
+            for n, queue in ((1, "first"), (2, "second"))
+        }
+        # Due together, they are sent in the order of their ids, a batch per queue.
+        sent_first, waits = sorted(jobs)
+        await trio.sleep(12)  # the one batch is being sent; the other waits
+        assert await cancel_job(rt.env, waits) is True
+        await trio.sleep(60)
+        assert [body for _, body in RECEIVED] == [{"n": jobs[sent_first]}]
+        assert await list_jobs(rt.env) == []
+        assert await pending_on_metrics(rt) == 0
+
+
 class OldLayoutScheduler(Actor):
     """Stores a job as the scheduler did before its due index: the record and an alarm only."""
 
