@@ -296,8 +296,8 @@ async def list_jobs(env: Env, *, limit: int | None = None) -> list[dict[str, Any
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise ValueError(f"limit must be a positive int, not {limit!r}")
     jobs: list[dict[str, Any]] = []
-    for shard in range(SHARDS):
-        jobs += await env[SCHEDULER_BINDING].get_by_name(f"shard-{shard}").jobs(limit)
+    for shard in _every_shard(env):
+        jobs += await shard.jobs(limit)
     return sorted(jobs, key=lambda job: (job["execute_at"], job["id"]))[:limit]
 
 
@@ -306,9 +306,9 @@ async def pending_jobs_family(env: Env) -> tuple[str, str, str, list[tuple[dict[
     a sample, and with a warning, if a shard cannot answer."""
     family = ("roost_scheduled_jobs_pending", "gauge", "Scheduled jobs not sent yet.")
     pending = 0
-    for shard in range(SHARDS):
+    for shard, stub in enumerate(_every_shard(env)):
         try:
-            pending += await env[SCHEDULER_BINDING].get_by_name(f"shard-{shard}").pending_count()
+            pending += await stub.pending_count()
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
             log.warning(
@@ -319,3 +319,7 @@ async def pending_jobs_family(env: Env) -> tuple[str, str, str, list[tuple[dict[
             )
             return (*family, [])
     return (*family, [({}, pending)])
+
+
+def _every_shard(env: Env) -> list[Any]:
+    return [env[SCHEDULER_BINDING].get_by_name(f"shard-{shard}") for shard in range(SHARDS)]
