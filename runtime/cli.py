@@ -2,14 +2,20 @@
 
 Logs go to stderr as text or JSON lines (``--log-format``), with every secret var redacted.
 
-SIGINT or SIGTERM stops accepting connections, lets in-flight requests finish, closes the
-runtime (every pending write committed) and exits 0; a second signal exits at once, which
-loses nothing acknowledged, since every acknowledged write is durable already.
+SIGINT or SIGTERM stops accepting connections, closes idle kept-alive ones, lets in-flight
+requests finish, closes the runtime (every pending write committed) and exits 0; a second
+signal exits at once, which loses nothing acknowledged, since every acknowledged write is
+durable already.
+
+Protected mode: on an address other than loopback, the internal routes (every actor method,
+every queue operation) need ``[http] internal_token``, or ``--allow-open-internal-routes``
+to say that something in front of Roost guards them.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import os
 import signal
@@ -21,7 +27,7 @@ from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from .config import Config, load_config, secret_values
-from .errors import ConfigError
+from .errors import ConfigError, DataDirectoryLockedError
 from .limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from .system import open_runtime
@@ -45,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         "--port", type=int, default=DEFAULT_PORT, help="port, 0 for any free one (default: %(default)s)"
     )
     serve.add_argument("--data-dir", help="LMDB data directory (default: data_dir of the config)")
+    serve.add_argument(
+        "--allow-open-internal-routes",
+        action="store_true",
+        help="serve the internal routes without [http] internal_token on an address other than"
+        " loopback (only behind something that guards them)",
+    )
     serve.add_argument(
         "--log-format", choices=LOG_FORMATS, default="text", help="text or JSON lines (default: %(default)s)"
     )
@@ -71,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.path.insert(0, os.getcwd())
     try:
         config = load_config(args.config)
+        _check_protected_mode(config, args.host, allow_open=args.allow_open_internal_routes)
         configure_logging(args.log_format, args.log_level, secrets=secret_values(config))
         log.info(
             "config %s loaded: %d actor bindings, %d queues, %d vars",
@@ -94,7 +107,29 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"roost: bad configuration: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
+    except DataDirectoryLockedError as exc:
+        print(f"roost: cannot serve: {exc}", file=sys.stderr)
+        return EXIT_BAD_CONFIG
     return 0
+
+
+def _check_protected_mode(config: Config, host: str, *, allow_open: bool) -> None:
+    if config.http.internal_token is not None or allow_open or _is_loopback(host):
+        return
+    raise ConfigError(
+        f"{config.source}: refusing to serve the internal routes (/actors, /rpc, /queues, /jobs,"
+        f" /metrics) open on {host}: set [http] internal_token, or pass"
+        " --allow-open-internal-routes if something in front of Roost guards them"
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve anywhere
 
 
 async def serve_forever(
@@ -106,14 +141,19 @@ async def serve_forever(
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down cleanly."""
+    """Serve until SIGINT or SIGTERM, then shut down cleanly.
+
+    The runtime opens outside the signal watcher's nursery, so what it refuses at start (a
+    held data directory, a bad config) arrives as itself. A signal during start is handled
+    once serving begins; a second one exits at once while requests drain.
+    """
     shutdown = trio.Event()
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_signals, signals, shutdown)
-            async with open_runtime(
-                config, data_dir=data_dir, request_timeout=request_timeout, idle_timeout=idle_timeout
-            ) as rt:
+        async with open_runtime(
+            config, data_dir=data_dir, request_timeout=request_timeout, idle_timeout=idle_timeout
+        ) as rt:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watch_signals, signals, shutdown)
                 settings = HypercornConfig()
                 settings.bind = [f"{host}:{port}"]
                 settings.graceful_timeout = GRACEFUL_TIMEOUT_SECONDS
@@ -131,8 +171,8 @@ async def serve_forever(
                         extra={"event": "serve.started", "binds": binds, "data_dir": rt.data_dir},
                     )
                 log.info("stopped accepting; closing the runtime", extra={"event": "shutdown.draining"})
-            log.info("runtime closed; every acknowledged write is on disk", extra={"event": "shutdown.done"})
-            nursery.cancel_scope.cancel()
+                nursery.cancel_scope.cancel()
+        log.info("runtime closed; every acknowledged write is on disk", extra={"event": "shutdown.done"})
 
 
 async def _watch_signals(signals: trio.abc.ReceiveChannel[int], shutdown: trio.Event) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .errors import ConfigError
@@ -57,6 +57,14 @@ class RouteConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class HttpConfig:
+    """``[http]``: ``internal_token`` names the var whose value guards the internal routes
+    (``/actors``, ``/rpc``, ``/queues``, ``/jobs``, ``/metrics``); None leaves them open."""
+
+    internal_token: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str = "<config>"
     data_dir: str | None = None
@@ -65,6 +73,7 @@ class Config:
     vars: dict[str, str] = field(default_factory=dict)
     webhooks: dict[str, WebhookConfig] = field(default_factory=dict)
     routes: list[RouteConfig] = field(default_factory=list)
+    http: HttpConfig = HttpConfig()
 
 
 # (key, type, low, high) of each consumer setting; None bounds are open.
@@ -73,7 +82,7 @@ _CONSUMER_SETTINGS: dict[str, tuple[type | tuple[type, ...], float | None, float
     "max_batch_timeout": ((int, float), 0, 60),
     "max_retries": (int, 0, 100),
     "max_concurrency": (int, 1, 250),
-    "retry_delay": ((int, float), 0, 86400),
+    "retry_delay": ((int, float), 0, 43200),  # Cloudflare's cap on a delay: 12 hours
     "max_wall_time": ((int, float), 1, 86400),
 }
 # A var is a secret (never written to a log line) when a [[webhooks]] names it, or when its
@@ -86,6 +95,7 @@ _TOP_KEYS = {
     "queues",
     "webhooks",
     "routes",
+    "http",
     "name",
     "main",
     "compatibility_date",
@@ -108,7 +118,9 @@ def load_config(path: str | os.PathLike[str]) -> Config:
     data_dir = config.data_dir
     if data_dir is not None and not os.path.isabs(data_dir):
         data_dir = os.path.join(os.path.dirname(os.path.abspath(source)), data_dir)
-    return Config(source, data_dir, config.actors, config.queues, overridden, config.webhooks, config.routes)
+    config = replace(config, data_dir=data_dir, vars=overridden)
+    check_bindings(config)  # an environment variable may have emptied the internal token
+    return config
 
 
 def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config:
@@ -125,7 +137,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
     entries = _expect(data.get("webhooks", []), list, where, "webhooks", "an array of tables")
     webhooks = _webhooks(entries, where, "webhooks")
     routes = _routes(_expect(data.get("routes", []), list, where, "routes", "an array of tables"), where)
-    config = Config(source, data_dir, actors, queues, variables, webhooks, routes)
+    http = _http(data.get("http", {}), where)
+    config = Config(source, data_dir, actors, queues, variables, webhooks, routes, http)
     check_bindings(config)
     return config
 
@@ -172,6 +185,7 @@ def merge(
         merged_vars,
         {**config.webhooks, **_webhooks(webhooks or [], where, "webhooks")},
         config.routes,
+        config.http,
     )
     check_bindings(result)
     return result
@@ -179,8 +193,9 @@ def merge(
 
 def secret_values(config: Config) -> list[str]:
     """The values of the vars that are secrets: those a [[webhooks]] names as its ``secret``,
-    and those whose name contains SECRET, TOKEN, PASSWORD, PASSWD, API_KEY or PRIVATE_KEY."""
-    named = {hook.secret for hook in config.webhooks.values()}
+    the one ``[http] internal_token`` names, and those whose name contains SECRET, TOKEN,
+    PASSWORD, PASSWD, API_KEY or PRIVATE_KEY."""
+    named = {hook.secret for hook in config.webhooks.values()} | {config.http.internal_token}
     return [
         value
         for name, value in config.vars.items()
@@ -189,8 +204,17 @@ def secret_values(config: Config) -> list[str]:
 
 
 def check_bindings(config: Config) -> None:
-    """Every env name is bound once: across actors, queue producers and vars; and every
-    webhook names a declared queue and var."""
+    """Every env name is bound once: across actors, queue producers and vars; every webhook
+    names a declared queue and var; the internal token names a var that is not empty."""
+    token = config.http.internal_token
+    if token is not None:
+        if token not in config.vars:
+            raise ConfigError(f"{config.source}: [http] key 'internal_token': no var named {token!r}")
+        if not config.vars[token].strip():
+            raise ConfigError(
+                f"{config.source}: [http] key 'internal_token': var {token!r} is empty (set it, or"
+                " remove internal_token)"
+            )
     for i, route in enumerate(config.routes):
         if route.binding not in config.actors:
             raise ConfigError(
@@ -291,6 +315,15 @@ def _queues(table: Any, where: _Where) -> dict[str, QueueConfig]:
     }
     _add_dead_letter_queues(queues)
     return queues
+
+
+def _http(table: Any, where: _Where) -> HttpConfig:
+    _expect(table, Mapping, where, "http", "a table")
+    _unknown(table, {"internal_token"}, where, "http")
+    token = table.get("internal_token")
+    if token is not None:
+        token = _binding(token, where, "http.internal_token")
+    return HttpConfig(internal_token=token)
 
 
 def _webhooks(entries: list[Any], where: _Where, table: str) -> dict[str, WebhookConfig]:

@@ -8,7 +8,8 @@
     ├── DataCloneError              (also TypeError) a value msgpack cannot copy
     ├── CallTimeoutError            (also TimeoutError) a call ran past its time limit
     └── StorageError                storage failed (a commit, the LMDB environment)
-        └── StorageLimitError       (also ValueError) a key or value over its limit
+        ├── StorageLimitError       (also ValueError) a key or value over its limit
+        └── DataDirectoryLockedError  another open runtime owns the data directory
 
     ConfigError                     (a ValueError, not an ActorError) a bad roost.toml or config
 
@@ -65,6 +66,10 @@ class StorageError(ActorError):
 
 class StorageLimitError(StorageError, ValueError):
     """A key or value is over its limit, or too many keys were given at once."""
+
+
+class DataDirectoryLockedError(StorageError):
+    """The data directory is held by another open runtime (in this process or another)."""
 
 
 class ConfigError(ValueError):

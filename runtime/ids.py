@@ -12,6 +12,8 @@ import hmac
 import os
 from dataclasses import dataclass, field
 
+from .limits import MAX_ACTOR_NAME_BYTES
+
 ID_BYTES = 32
 _BODY_BYTES = 24
 _TAG_BYTES = ID_BYTES - _BODY_BYTES
@@ -59,7 +61,12 @@ class IdScheme:
     def from_name(self, name: str) -> ActorId:
         if not isinstance(name, str):
             raise TypeError(f"actor name must be str, not {type(name).__name__}")
-        body = hashlib.sha256(self._secret + b"name\0" + name.encode()).digest()[:_BODY_BYTES]
+        encoded = name.encode()
+        if len(encoded) > MAX_ACTOR_NAME_BYTES:
+            raise ValueError(
+                f"actor name is {len(encoded)} bytes UTF-8, over the limit of {MAX_ACTOR_NAME_BYTES}"
+            )
+        body = hashlib.sha256(self._secret + b"name\0" + encoded).digest()[:_BODY_BYTES]
         return ActorId(body + self._tag(body), self.binding, name)
 
     def unique(self) -> ActorId:

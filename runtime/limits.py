@@ -6,6 +6,8 @@ Pure constants: no imports of the rest of the runtime, no behaviour.
 MAX_KEY_BYTES = 2048
 MAX_VALUE_BYTES = 131072
 MAX_KEYS_PER_CALL = 128
+# A name is stored with its actor's data, as a key is: the same limit.
+MAX_ACTOR_NAME_BYTES = MAX_KEY_BYTES
 
 DEFAULT_IDLE_TIMEOUT_SECONDS = 60.0
 DEFAULT_MAX_INBOX = 1000

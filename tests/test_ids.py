@@ -99,3 +99,24 @@ async def test_env_exposes_bindings_by_attribute_and_key(data_dir):
             rt.env["NOPE"]
         with pytest.raises(KeyError, match="NOPE"):
             rt.namespace("NOPE")
+
+
+async def test_a_name_over_the_limit_is_refused_over_python_and_http(data_dir):
+    import httpx
+
+    from runtime.testing import list_actor_ids
+
+    async with open_runtime(data_dir=data_dir, actors={"THINGS": Thing}) as rt:
+        ns = rt.namespace("THINGS")
+        longest = "é" * 1024  # 2,048 bytes of UTF-8: the limit, as for a storage key
+        assert await ns.get_by_name(longest).name() == longest
+        await ns.get_by_name(longest).touch()
+        with pytest.raises(ValueError, match="2049 bytes UTF-8, over the limit of 2048"):
+            ns.get_by_name(longest + "x")
+        transport = httpx.ASGITransport(app=rt.asgi_app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://roost.test") as http:
+            for path in (f"/rpc/THINGS/{'n' * 10_000}/name", f"/actors/THINGS/{'n' * 10_000}/"):
+                response = await http.post(path)
+                assert response.status_code == 400, response.text
+                assert "over the limit of 2048" in response.json()["error"]
+        assert [actor_id.name for actor_id in await list_actor_ids(ns)] == [longest]

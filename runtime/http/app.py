@@ -3,6 +3,7 @@
 A quart-trio app serves every route; in front of it, ``DirectFront`` serves the actor and
 RPC routes and the configured ones straight from ASGI (see ``direct``). Both hand each
 request to one ``Adapter`` (see ``adapter``), so a route answers the same through either.
+With ``[http] internal_token`` set, ``InternalRoutesGuard`` stands in front of both.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from . import actor_routes, metrics
 from .adapter import Adapter, Handler, Incoming, wire_headers
 from .direct import DirectFront
 from .errors import error_response
+from .guard import InternalRoutesGuard
 
 log = logging.getLogger("roost.http")
 
@@ -40,7 +42,7 @@ def create_app(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     routes: list[Route] = (),
     metrics: list[MetricSource] = (),
-) -> DirectFront:
+) -> Any:
     """The ASGI app of ``rt``: the core routes, then ``routes`` (those of the extensions);
     ``/metrics`` adds what each of ``metrics`` (the extensions') returns at each scrape."""
     adapter = Adapter(rt, max_body_bytes)
@@ -83,7 +85,9 @@ def create_app(
     # Configured paths are plain and never start with Roost's own prefixes; the longest first
     # is the route Quart's router would pick among overlapping ones.
     configured_first = sorted(configured, key=lambda route: -len(route[1].removesuffix("/<path:rest>")))
-    return DirectFront(app, adapter, [*core, *configured_first])
+    front = DirectFront(app, adapter, [*core, *configured_first])
+    token_var = rt.config.http.internal_token
+    return front if token_var is None else InternalRoutesGuard(front, rt.config.vars[token_var])
 
 
 def _core_routes(adapter: Adapter, metric_sources: list[MetricSource]) -> list[Route]:

@@ -17,6 +17,7 @@ import re
 from typing import Any
 from urllib.parse import parse_qsl
 
+import trio
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from ..correlation import correlation_id_from_headers
@@ -48,7 +49,7 @@ class DirectFront:
                 if found is not None and scope["method"] in methods:
                     await self._serve(scope, receive, send, rule, handler, found.groupdict())
                     return
-        await self._quart_app(scope, receive, send)
+        await self._quart_app(scope, receive, _uncancellable(send))
 
     async def _serve(
         self,
@@ -102,6 +103,24 @@ class DirectFront:
             }
         )
         await send({"type": "http.response.body", "body": response.body})
+
+
+def _uncancellable(send: Any) -> Any:
+    """``send``, shielded from the caller's cancellation.
+
+    quart-trio cancels its request's nursery as soon as it sees the response sent or the
+    client gone, and the two race: the final body can still be inside hypercorn's ``send``
+    when the cancel lands. Hypercorn does its connection bookkeeping inside that call (the
+    request is done, the connection is idle again), and a cancel there leaves a kept-alive
+    connection never marked idle, so shutdown waited the whole graceful timeout for it.
+    Hypercorn already shields the socket write itself; this shields the bookkeeping too.
+    """
+
+    async def send_shielded(message: dict[str, Any]) -> None:
+        with trio.CancelScope(shield=True):
+            await send(message)
+
+    return send_shielded
 
 
 def _pattern(rule: str) -> re.Pattern[str]:

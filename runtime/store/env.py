@@ -1,4 +1,5 @@
-"""The one LMDB environment of a data directory: opening it, reads, and applying write sets.
+"""The one LMDB environment of a data directory: owning it, opening it, reads, and applying
+write sets.
 
 This is the only module that touches ``lmdb`` and the only place its errors are translated
 into ``StorageError``. Reads run inline in short read transactions and never yield; the
@@ -8,7 +9,6 @@ never across an ``await``.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +19,7 @@ from .. import codec
 from ..errors import StorageError
 from ..limits import DEFAULT_MAX_DBS
 from . import keys
+from .lock import DirectoryLock
 
 # A value in a write set that means "delete this key".
 DELETE = None
@@ -56,7 +57,8 @@ class Environment:
     """An open LMDB environment with Roost's named databases."""
 
     def __init__(self, path: str, *, map_size_bytes: int, max_map_size_bytes: int) -> None:
-        os.makedirs(path, exist_ok=True)
+        # Taken first: a second opener must not touch the environment at all.
+        self._lock = DirectoryLock(path)
         try:
             self._env = lmdb.open(
                 path,
@@ -75,7 +77,11 @@ class Environment:
             self.meta = self._env.open_db(keys.DB_META)
             self._check_schema()
         except lmdb.Error as exc:
+            self._lock.release()
             raise StorageError(f"cannot open LMDB environment at {path!r}: {exc}") from exc
+        except BaseException:
+            self._lock.release()
+            raise
         self.path = path
         self.max_map_size_bytes = max(map_size_bytes, max_map_size_bytes)
 
@@ -91,6 +97,7 @@ class Environment:
 
     def close(self) -> None:
         self._env.close()
+        self._lock.release()
 
     # -- reads: inline, short transactions, never across an await --------------------------
 
