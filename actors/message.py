@@ -34,9 +34,14 @@ class Message:
             self.outcome = (ACK, None)
 
     def retry(self, delay_seconds: float | None = None) -> None:
-        """Deliver this message again, after ``delay_seconds`` (default: the queue's retry_delay)."""
+        """Deliver this message again, after ``delay_seconds`` (default: the queue's retry_delay).
+
+        A delay that is not a number within 0..43,200 s raises ``QueueLimitError`` here, in
+        the handler (even when the message's outcome was decided already), and decides
+        nothing: uncaught, it fails the batch like any raise."""
+        delay = None if delay_seconds is None else check_delay(delay_seconds)
         if self.outcome is None:
-            self.outcome = (RETRY, None if delay_seconds is None else check_delay(delay_seconds))
+            self.outcome = (RETRY, delay)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +69,7 @@ class MessageBatch:
             message.ack()
 
     def retry_all(self, delay_seconds: float | None = None) -> None:
-        """Retry every message that has no outcome yet."""
+        """Retry every message that has no outcome yet (a bad delay raises as ``retry``'s)."""
         delay = None if delay_seconds is None else check_delay(delay_seconds)
         for message in self.messages:
             if message.outcome is None:

@@ -18,7 +18,7 @@ CONTENT_TYPES = ("json", "text", "bytes", "msgpack")
 MAX_MESSAGE_BYTES = 128_000
 MAX_BATCH_MESSAGES = 100
 MAX_BATCH_BYTES = 256_000
-MAX_DELAY_SECONDS = 86_400
+MAX_DELAY_SECONDS = 43_200  # 12 hours, Cloudflare's cap on a send's or a retry's delay
 
 # Made once: ``json.dumps`` with options builds a new encoder on every call.
 _json_encoder = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
@@ -62,10 +62,14 @@ def decode_body(data: bytes, content_type: str) -> Any:
 
 
 def check_delay(delay_seconds: Any) -> float:
+    """``delay_seconds`` as a float; ``QueueLimitError`` unless a number within
+    0..``MAX_DELAY_SECONDS`` (NaN is not)."""
     if isinstance(delay_seconds, bool) or not isinstance(delay_seconds, (int, float)):
         raise QueueLimitError(f"delay_seconds must be a number, not {type(delay_seconds).__name__}")
     if not 0 <= delay_seconds <= MAX_DELAY_SECONDS:
-        raise QueueLimitError(f"delay_seconds is {delay_seconds}; it must be within 0..{MAX_DELAY_SECONDS}")
+        raise QueueLimitError(
+            f"delay_seconds is {delay_seconds}; it must be within 0..{MAX_DELAY_SECONDS} s (12 hours)"
+        )
     return float(delay_seconds)
 
 

@@ -69,10 +69,17 @@ class QueueRegistry:
         return stub
 
     async def dead_letter(
-        self, source: str, failed: list[tuple[list[Any], int]], error: str | None, failed_at: float
+        self,
+        source: str,
+        failed: list[tuple[list[Any], int]],
+        error: str | None,
+        failed_at: float,
+        *,
+        reason: str,
     ) -> None:
-        """Move stored messages that ran out of retries (each with its attempts) to the
-        source's dead-letter queue, if it has one.
+        """Move stored messages that ran out of retries or expired (``reason``
+        ``"max_retries"`` or ``"expired"``; each with its attempts) to the source's
+        dead-letter queue, if it has one. Their retention there counts from ``failed_at``.
 
         Returns once they are durable there; without a dead-letter queue they are dropped."""
         target = self._settings[source].dead_letter_queue
@@ -88,8 +95,15 @@ class QueueRegistry:
                     message[TIMESTAMP],
                     failed_at,
                     message[CORRELATION_ID],
-                    {"queue": source, "attempts": count, "error": last_error, "failed_at": failed_at},
+                    {
+                        "queue": source,
+                        "reason": reason,
+                        "attempts": count,
+                        "error": last_error,
+                        "failed_at": failed_at,
+                    },
                     message[TRACEPARENT],
+                    arrived_at=failed_at,
                 )
                 for message, count in failed
             ]
@@ -108,13 +122,15 @@ class Queue:
 
     async def send(self, body: Any, *, content_type: str = "json", delay_seconds: float = 0) -> str:
         """Enqueue one message; returns its id once it is durable. ``QueueLimitError`` if
-        the body is over 128,000 bytes encoded, of the wrong type, or the delay over a day."""
+        the body is over 128,000 bytes encoded, of the wrong type, or the delay over 12 hours
+        (43,200 s)."""
         message_id = _new_ids(1)[0]
         await self._enqueue([_outgoing(message_id, body, content_type, delay_seconds, now())])
         return message_id
 
     async def send_batch(self, messages: list[Mapping[str, Any]], *, delay_seconds: float = 0) -> list[str]:
-        """Enqueue up to 100 messages (256,000 bytes) together: all or none."""
+        """Enqueue up to 100 messages (256,000 bytes) together: all or none. Each message's
+        ``delay_seconds`` (default: the batch's) is at most 43,200 s, and so is the batch's."""
         if not isinstance(messages, list) or not all(isinstance(m, Mapping) for m in messages):
             raise QueueLimitError(
                 "send_batch takes a list of {'body', 'content_type'?, 'delay_seconds'?} dicts"
@@ -143,7 +159,8 @@ class Queue:
 
     async def metrics(self) -> dict[str, Any]:
         """backlog (stored, not acked: delayed and in-flight included), in_flight, delayed,
-        oldest_age_seconds, bytes, acked, retried, dead_lettered, paused."""
+        oldest_age_seconds, bytes, paused, and the counters acked, retried, dead_lettered,
+        expired."""
         return await self._registry.actor(self.name).metrics()
 
     async def peek(self, limit: int = 10) -> list[dict[str, Any]]:
@@ -181,8 +198,8 @@ class Queue:
         return (await self._registry.actor(self.name).settle_leases(_lease_list(lease_ids), []))["acked"]
 
     async def retry(self, lease_ids: list[str], delay_seconds: float | None = None) -> int:
-        """Make pulled messages visible again, after ``delay_seconds`` (default: the queue's
-        retry_delay); past max_retries they go to the dead-letter queue."""
+        """Make pulled messages visible again, after ``delay_seconds`` (at most 43,200 s;
+        default: the queue's retry_delay); past max_retries they go to the dead-letter queue."""
         delay = None if delay_seconds is None else check_delay(delay_seconds)
         retries = [[lease, delay] for lease in _lease_list(lease_ids)]
         return (await self._registry.actor(self.name).settle_leases([], retries))["retried"]
@@ -213,7 +230,9 @@ def _new_ids(count: int) -> list[str]:
 def _outgoing_batch(
     messages: list[Mapping[str, Any]], delay_seconds: float
 ) -> tuple[list[str], list[list[Any]]]:
-    """Ids and messages for the queue actor, checked against the batch limits."""
+    """Ids and messages for the queue actor, checked against the batch limits. The
+    batch-wide delay is checked even when every message has its own."""
+    check_delay(delay_seconds)
     moment = now()
     ids = _new_ids(len(messages))
     outgoing = [

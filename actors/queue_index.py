@@ -3,9 +3,9 @@
 Bodies stay in storage; the index keeps a small entry per message (which is also the truth
 about its attempts and lease, written to storage as its segment's state) and the structures that
 make each step cheap: messages ready to deliver in arrival order, a heap of delayed ones, a
-heap of pull leases by expiry, and running totals. Pure bookkeeping: no I/O, no clock (the
-caller passes ``now``). Heaps are cleaned lazily: a heap item whose entry has moved on is
-skipped when it surfaces.
+heap of pull leases by expiry, a heap of waiting messages by the end of their retention, and
+running totals. Pure bookkeeping: no I/O, no clock (the caller passes ``now``). Heaps are
+cleaned lazily: a heap item whose entry has moved on is skipped when it surfaces.
 """
 
 from __future__ import annotations
@@ -17,8 +17,9 @@ from dataclasses import dataclass
 
 READY = "ready"
 DELAYED = "delayed"
-PUSHED = "pushed"  # in a batch with the push consumer
+PUSHED = "pushed"  # in a batch with the push consumer (or being expired)
 PULLED = "pulled"  # leased to a pull consumer until ``lease_until``
+WAITING = (READY, DELAYED)
 
 
 @dataclass(slots=True)
@@ -32,6 +33,7 @@ class Entry:
     state: str = READY
     lease_id: str | None = None
     lease_until: float = float("inf")
+    expires_at: float = float("inf")  # when its queue's retention period ends for it
 
 
 class QueueIndex:
@@ -41,6 +43,9 @@ class QueueIndex:
         self._delayed: list[tuple[float, int]] = []
         self._leases: dict[str, Entry] = {}
         self._lease_heap: list[tuple[float, int, str]] = []
+        # (expires_at, seq), pushed whenever a message starts waiting: an in-flight message
+        # expires only once its delivery or lease ends without an ack.
+        self._expiry: list[tuple[float, int]] = []
         self._counts = {READY: 0, DELAYED: 0, PUSHED: 0, PULLED: 0}
         self.bytes = 0
 
@@ -100,6 +105,12 @@ class QueueIndex:
             entry.state = DELAYED
             heapq.heappush(self._delayed, (visible_at, entry.seq))
         self._counts[entry.state] += 1
+        heapq.heappush(self._expiry, (entry.expires_at, entry.seq))
+        if len(self._expiry) > 2 * len(self._entries) + 64:
+            # Items of messages acked or leased since pile up until their retention ends
+            # (days): rebuild from the waiting ones, which keeps the heap within twice the index.
+            self._expiry = [(e.expires_at, e.seq) for e in self._entries.values() if e.state in WAITING]
+            heapq.heapify(self._expiry)
 
     def release(self, entry: Entry, visible_at: float, now: float) -> None:
         """A leased message waits again, visible from ``visible_at``."""
@@ -117,13 +128,15 @@ class QueueIndex:
                 entry.state = READY
                 self._ready[seq] = entry
 
-    def take_ready(self, limit: int) -> list[Entry]:
-        """Up to ``limit`` ready messages, oldest first (call ``promote`` first)."""
+    def take_ready(self, limit: int, now: float) -> list[Entry]:
+        """Up to ``limit`` ready messages, oldest first (call ``promote`` first), skipping
+        those whose retention ended: they wait to be expired."""
         taken = []
         for entry in self._ready.values():
             if len(taken) == limit:
                 break
-            taken.append(entry)
+            if entry.expires_at > now:
+                taken.append(entry)
         return taken
 
     def oldest_ready_since(self) -> float | None:
@@ -159,6 +172,17 @@ class QueueIndex:
                 expired.append(entry)
         return expired
 
+    def take_expired(self, now: float, limit: int) -> list[Entry]:
+        """Up to ``limit`` waiting messages whose retention ended by ``now`` (still indexed:
+        the caller removes them)."""
+        taken: dict[int, Entry] = {}
+        while self._expiry and self._expiry[0][0] <= now and len(taken) < limit:
+            _, seq = heapq.heappop(self._expiry)
+            entry = self._entries.get(seq)
+            if entry is not None and entry.state in WAITING:
+                taken[seq] = entry
+        return list(taken.values())
+
     # -- what comes next ---------------------------------------------------------------------
 
     def next_delayed(self) -> float | None:
@@ -176,4 +200,14 @@ class QueueIndex:
             if lease_id in self._leases:
                 return until
             heapq.heappop(self._lease_heap)
+        return None
+
+    def next_expiry(self) -> float | None:
+        """When the retention of the first waiting message to expire ends."""
+        while self._expiry:
+            expires_at, seq = self._expiry[0]
+            entry = self._entries.get(seq)
+            if entry is not None and entry.state in WAITING:
+                return expires_at
+            heapq.heappop(self._expiry)
         return None

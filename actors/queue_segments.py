@@ -21,8 +21,11 @@ STATE_PREFIX = "st:"
 
 # The fields of a stored message, in the order of its list. Producers build messages in this
 # shape and the queue actor stores them as they come, filling in a missing correlation id.
-# TRACEPARENT is the W3C traceparent of the send's span, when tracing is on.
-ID, BODY, CONTENT_TYPE, TIMESTAMP, CORRELATION_ID, DEAD_LETTER, VISIBLE_AT, TRACEPARENT = range(8)
+# TRACEPARENT is the W3C traceparent of the send's span, when tracing is on. ARRIVED_AT is
+# when the message came to this queue (its retention counts from then): its timestamp for a
+# sent message, the move for a dead-lettered or redriven one. Messages stored before it
+# existed have 8 fields (see ``arrived_at``).
+ID, BODY, CONTENT_TYPE, TIMESTAMP, CORRELATION_ID, DEAD_LETTER, VISIBLE_AT, TRACEPARENT, ARRIVED_AT = range(9)
 
 # A message's state: [attempts, visible_at, lease]; the lease is None, PUSH_LEASE while it is
 # in a batch with the push consumer, or [lease_id, until] while a pull consumer holds it.
@@ -40,9 +43,33 @@ def new_message(
     correlation_id: str | None = None,
     dead_letter: dict[str, Any] | None = None,
     traceparent: str | None = None,
+    arrived_at: float | None = None,
 ) -> list[Any]:
-    """A message as it is sent to the queue actor and stored (see the field order above)."""
-    return [message_id, body, content_type, timestamp, correlation_id, dead_letter, visible_at, traceparent]
+    """A message as it is sent to the queue actor and stored (see the field order above);
+    ``arrived_at`` defaults to ``timestamp``, as for a message just sent."""
+    return [
+        message_id,
+        body,
+        content_type,
+        timestamp,
+        correlation_id,
+        dead_letter,
+        visible_at,
+        traceparent,
+        timestamp if arrived_at is None else arrived_at,
+    ]
+
+
+def arrived_at(message: list[Any], legacy_since: float) -> float:
+    """When a stored message came to its queue, as far as retention goes. One stored before
+    queues had retention counts from ``legacy_since``, when its queue first ran with it: an
+    upgrade never expires, at once, messages that were kept forever before it."""
+    return message[ARRIVED_AT] if is_current(message) else legacy_since
+
+
+def is_current(message: list[Any]) -> bool:
+    """Whether a stored message has every field of today's layout."""
+    return len(message) > ARRIVED_AT
 
 
 def segment_key(first: int) -> str:

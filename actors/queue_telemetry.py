@@ -1,6 +1,6 @@
-"""What the queues report about their messages: a log line per failed delivery and per
-dead-lettered message, the spans of sends, batch deliveries and pulls, and each queue's
-metrics for ``/metrics``.
+"""What the queues report about their messages: a log line per failed delivery, per
+dead-lettered and per expired message, the spans of sends, batch deliveries and pulls, and
+each queue's metrics for ``/metrics``.
 
 A message's send span is stored with it as a W3C traceparent, so the span of each
 batch delivery, and of each pull, links to the sends of the messages it carries, across
@@ -34,6 +34,7 @@ _METRICS = {
     "acked": ("roost_queue_acked_total", "counter", "Messages acked."),
     "retried": ("roost_queue_retried_total", "counter", "Deliveries of a message retried."),
     "dead_lettered": ("roost_queue_dead_lettered_total", "counter", "Messages that ran out of retries."),
+    "expired": ("roost_queue_expired_total", "counter", "Messages unacked past the retention period."),
 }
 
 
@@ -129,6 +130,27 @@ def log_settled(
             error,
             extra={
                 **_fields("queue.dead_lettered", queue, message, attempts, error),
+                "dead_letter_queue": dead_letter_queue,
+            },
+        )
+
+
+def log_expired(
+    queue: str, expired: list[tuple[list[Any], int]], retention_seconds: float, dead_letter_queue: str | None
+) -> None:
+    """One line per message (with its attempts) that stayed unacked past the queue's
+    retention period, dead-lettered to ``dead_letter_queue`` or else dropped."""
+    where = f"dead-lettered to {dead_letter_queue}" if dead_letter_queue else "dropped"
+    for message, attempts in expired:
+        log.warning(
+            "message %s on queue %s expired unacked after %s s (message_retention_period): %s",
+            message[ID],
+            queue,
+            retention_seconds,
+            where,
+            extra={
+                **_fields("queue.expired", queue, message, attempts, None),
+                "message_retention_period": retention_seconds,
                 "dead_letter_queue": dead_letter_queue,
             },
         )

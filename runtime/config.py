@@ -20,9 +20,16 @@ from .limits import DEFAULT_CONSUMER_MAX_WALL_TIME_SECONDS
 BINDING_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
 
 
+# Cloudflare's message_retention_period: how long a queue keeps a message nobody acked.
+DEFAULT_MESSAGE_RETENTION_SECONDS = 345_600  # 4 days
+MIN_MESSAGE_RETENTION_SECONDS = 60
+MAX_MESSAGE_RETENTION_SECONDS = 1_209_600  # 14 days
+
+
 @dataclass(frozen=True, slots=True)
 class QueueConfig:
-    """One queue: its producer binding (if any) and its consumer settings (if consumed)."""
+    """One queue: its producer binding (if any), its consumer settings (if consumed), and its
+    own settings (``[[queues.settings]]`` in roost.toml)."""
 
     queue: str
     binding: str | None = None
@@ -34,6 +41,8 @@ class QueueConfig:
     max_concurrency: int = 1
     retry_delay: float = 0.0
     max_wall_time: float = DEFAULT_CONSUMER_MAX_WALL_TIME_SECONDS
+    dead_letter_expired: bool = False  # expired messages go to dead_letter_queue, not away
+    message_retention_period: float = DEFAULT_MESSAGE_RETENTION_SECONDS
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,6 +94,11 @@ _CONSUMER_SETTINGS: dict[str, tuple[type | tuple[type, ...], float | None, float
     "retry_delay": ((int, float), 0, 43200),  # Cloudflare's cap on a delay: 12 hours
     "max_wall_time": ((int, float), 1, 86400),
 }
+# The same, of each setting of a queue itself.
+_QUEUE_SETTINGS: dict[str, tuple[type | tuple[type, ...], float | None, float | None]] = {
+    "message_retention_period": ((int, float), MIN_MESSAGE_RETENTION_SECONDS, MAX_MESSAGE_RETENTION_SECONDS),
+}
+_CONSUMER_KEYS = {"queue", "dead_letter_queue", "dead_letter_expired", *_CONSUMER_SETTINGS}
 # A var is a secret (never written to a log line) when a [[webhooks]] names it, or when its
 # name says so.
 SECRET_NAME_PARTS = ("SECRET", "TOKEN", "PASSWORD", "PASSWD", "API_KEY", "PRIVATE_KEY")
@@ -158,14 +172,19 @@ def merge(
     for binding, cls in (actors or {}).items():
         merged_actors[binding] = _class(cls, where, f"actors.{binding}")
     merged_queues = dict(config.queues)
+    given: dict[str, int] = {}
     for i, entry in enumerate(queues or []):
         table = f"queues[{i}]"
         _expect(entry, Mapping, where, table, "a dict")
-        _unknown(
-            entry, {"queue", "binding", "consumer", "dead_letter_queue", *_CONSUMER_SETTINGS}, where, table
-        )
+        _unknown(entry, {"binding", "consumer", *_CONSUMER_KEYS, *_QUEUE_SETTINGS}, where, table)
         name = _queue_name(entry.get("queue"), where, f"{table}.queue")
+        if name in given:
+            raise where.error(
+                table, f"key 'queue': queue {name!r} is given already, by queues[{given[name]}]"
+            )
+        given[name] = i
         settings = _consumer_settings(entry, where, table)
+        settings.update(_ranged(entry, _QUEUE_SETTINGS, where, table))
         consumer = entry.get("consumer")
         if consumer is not None:
             settings["consumer"] = _class(consumer, where, f"{table}.consumer")
@@ -279,7 +298,7 @@ def _durable_objects(table: Any, where: _Where) -> dict[str, type]:
 
 def _queues(table: Any, where: _Where) -> dict[str, QueueConfig]:
     _expect(table, Mapping, where, "queues", "a table")
-    _unknown(table, {"producers", "consumers"}, where, "queues")
+    _unknown(table, {"producers", "consumers", "settings"}, where, "queues")
     producers: dict[str, str] = {}
     for i, entry in enumerate(
         _expect(table.get("producers", []), list, where, "queues.producers", "an array")
@@ -295,7 +314,7 @@ def _queues(table: Any, where: _Where) -> dict[str, QueueConfig]:
     ):
         t = f"queues.consumers[{i}]"
         _expect(entry, Mapping, where, t, "a table")
-        _unknown(entry, {"queue", "class_name", "dead_letter_queue", *_CONSUMER_SETTINGS}, where, t)
+        _unknown(entry, {"class_name", *_CONSUMER_KEYS}, where, t)
         queue = _queue_name(_required(entry, "queue", where, t), where, f"{t}.queue")
         if queue in consumers:
             raise where.error(t, f"key 'queue': queue {queue!r} already has a consumer")
@@ -314,7 +333,31 @@ def _queues(table: Any, where: _Where) -> dict[str, QueueConfig]:
         for name in [*producers, *(q for q in consumers if q not in producers)]
     }
     _add_dead_letter_queues(queues)
+    entries = _expect(table.get("settings", []), list, where, "queues.settings", "an array")
+    _queue_settings(entries, queues, where)
     return queues
+
+
+def _queue_settings(entries: list[Any], queues: dict[str, QueueConfig], where: _Where) -> None:
+    """``[[queues.settings]]``: the settings of a queue declared elsewhere, at most once each."""
+    given: dict[str, str] = {}
+    for i, entry in enumerate(entries):
+        t = f"queues.settings[{i}]"
+        _expect(entry, Mapping, where, t, "a table")
+        _unknown(entry, {"queue", *_QUEUE_SETTINGS}, where, t)
+        queue = _queue_name(_required(entry, "queue", where, t), where, f"{t}.queue")
+        if queue not in queues:
+            raise where.error(
+                t,
+                f"key 'queue': queue {queue!r} is not declared by any [[queues.producers]],"
+                " [[queues.consumers]] or dead_letter_queue",
+            )
+        if queue in given:
+            raise where.error(
+                t, f"key 'queue': queue {queue!r} has its settings already, in [{given[queue]}]"
+            )
+        given[queue] = t
+        queues[queue] = replace(queues[queue], **_ranged(entry, _QUEUE_SETTINGS, where, t))
 
 
 def _http(table: Any, where: _Where) -> HttpConfig:
@@ -370,17 +413,7 @@ def _add_dead_letter_queues(queues: dict[str, QueueConfig]) -> None:
 
 
 def _consumer_settings(entry: Mapping[str, Any], where: _Where, table: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, (kind, low, high) in _CONSUMER_SETTINGS.items():
-        if key not in entry:
-            continue
-        value = entry[key]
-        if isinstance(value, bool) or not isinstance(value, kind):
-            expected = "an integer" if kind is int else "a number"
-            raise where.error(table, f"key {key!r}: expected {expected}, got {value!r}")
-        if (low is not None and value < low) or (high is not None and value > high):
-            raise where.error(table, f"key {key!r}: {value!r} is out of range {low}..{high}")
-        out[key] = value
+    out = _ranged(entry, _CONSUMER_SETTINGS, where, table)
     dlq = entry.get("dead_letter_queue")
     if dlq is not None:
         out["dead_letter_queue"] = _queue_name(dlq, where, f"{table}.dead_letter_queue")
@@ -388,6 +421,34 @@ def _consumer_settings(entry: Mapping[str, Any], where: _Where, table: str) -> d
             raise where.error(
                 table, f"key 'dead_letter_queue': queue {dlq!r} cannot be its own dead-letter queue"
             )
+    if "dead_letter_expired" in entry:
+        key = f"{table}.dead_letter_expired"
+        expired = _expect(entry["dead_letter_expired"], bool, where, key, "a boolean")
+        if expired and dlq is None:
+            raise where.error(table, "key 'dead_letter_expired': true needs a dead_letter_queue to send to")
+        out["dead_letter_expired"] = expired
+    return out
+
+
+def _ranged(
+    entry: Mapping[str, Any],
+    spec: Mapping[str, tuple[type | tuple[type, ...], float | None, float | None]],
+    where: _Where,
+    table: str,
+) -> dict[str, Any]:
+    """The numeric keys of ``entry`` that ``spec`` names, checked against its types and ranges."""
+    out: dict[str, Any] = {}
+    for key, (kind, low, high) in spec.items():
+        if key not in entry:
+            continue
+        value = entry[key]
+        if isinstance(value, bool) or not isinstance(value, kind):
+            expected = "an integer" if kind is int else "a number"
+            raise where.error(table, f"key {key!r}: expected {expected}, got {value!r}")
+        # Written so that NaN is out of every range.
+        if not ((low is None or value >= low) and (high is None or value <= high)):
+            raise where.error(table, f"key {key!r}: {value!r} is out of range {low}..{high}")
+        out[key] = value
     return out
 
 
