@@ -230,9 +230,7 @@ async def test_expiry_is_driven_by_the_alarm_and_survives_a_restart(data_dir, au
         assert await rt.env.WORK.ack([leased.lease_id]) == 0
 
 
-async def test_a_message_that_expired_while_the_process_was_down_is_never_delivered(
-    data_dir, autojump_clock
-):
+async def test_a_message_that_expired_while_the_process_was_down_is_never_delivered(data_dir, autojump_clock):
     async with open_runtime(data_dir=data_dir, queues=push_queue()) as rt:
         await rt.queue("jobs").send("stale", delay_seconds=RETENTION * 2)
     await trio.sleep(RETENTION * 3)
@@ -270,9 +268,7 @@ async def test_expired_counts_reach_metrics(data_dir, autojump_clock):
     assert 'roost_queue_expired_total{queue="work-dlq"} 0' in lines
 
 
-async def test_messages_stored_before_retention_existed_count_from_the_upgrade(
-    data_dir, autojump_clock
-):
+async def test_messages_stored_before_retention_existed_count_from_the_upgrade(data_dir, autojump_clock):
     """Messages stored by the code before retention have 8 fields (no arrival time). However
     old, they are not expired at once on the upgrade: their period counts from when their
     queue first ran with retention, a time its meta record keeps across restarts."""

@@ -78,9 +78,10 @@ def test_an_idle_pooled_connection_does_not_hold_the_exit(server, front, method,
 
 def test_an_in_flight_request_finishes_beside_an_idle_pooled_connection(server):
     answers: list[httpx.Response] = []
-    with httpx.Client(base_url=server.url, timeout=30) as idle, httpx.Client(
-        base_url=server.url, timeout=30
-    ) as busy:
+    with (
+        httpx.Client(base_url=server.url, timeout=30) as idle,
+        httpx.Client(base_url=server.url, timeout=30) as busy,
+    ):
         assert idle.get("/queues").status_code == 200
         worker = threading.Thread(target=lambda: answers.append(busy.post("/rpc/COUNTERS/b/slow")))
         worker.start()
