@@ -33,8 +33,12 @@ def rows(messages: int, failing: int, alarms: int, connections: int, seconds: fl
     return [
         Row("http-1", "http-1.requests_per_second", f"{http}, 1 actor", "req/s", True),
         Row("http-1", "http-1.p99", "  same, latency p99", "ms", False),
+        Row("http-1", "http-1.connection_errors", "  same, connections reset or refused", "conns", False),
         Row("http-1000", "http-1000.requests_per_second", f"{http}, 1,000 actors", "req/s", True),
         Row("http-1000", "http-1000.p99", "  same, latency p99", "ms", False),
+        Row(
+            "http-1000", "http-1000.connection_errors", "  same, connections reset or refused", "conns", False
+        ),
         Row(
             "queues",
             "queues.end_to_end",
@@ -118,7 +122,9 @@ def compare(rows_: list[Row], runs: Runs, peers: dict[str, list[str]]) -> list[d
 def _ahead(ratio: float | None, higher_is_better: bool, peer: str) -> str:
     if ratio is None:
         return ""
-    factor = ratio if higher_is_better else (1 / ratio if ratio else float("inf"))
+    if not ratio and not higher_is_better:
+        return ROOST  # none against some: no factor to give
+    factor = ratio if higher_is_better else 1 / ratio
     if 0.95 <= factor <= 1.05:
         return "even"
     return f"{ROOST} {factor:.1f}x" if factor > 1 else f"{peer} {1 / factor:.1f}x"
