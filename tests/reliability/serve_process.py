@@ -21,6 +21,29 @@ START_TIMEOUT_SECONDS = 30.0
 _SERVING = re.compile(r"serving on (http://127\.0\.0\.1:\d+)")
 _READER_LINE = re.compile(r"^\s*(\d+)\s+\S+\s+\S+\s*$")
 
+COUNTER_APP = """
+import trio
+from runtime import Actor
+
+class Counter(Actor):
+    async def increment(self) -> int:
+        n = await self.storage.get("n", 0) + 1
+        await self.storage.put("n", n)
+        return n
+
+    async def slow(self) -> int:
+        await trio.sleep(1)
+        return await self.increment()
+"""
+
+
+def write_counter_app(directory: Path, more_config: str = "") -> None:
+    """A roost.toml in ``directory`` binding ``COUNTERS`` to ``COUNTER_APP``'s counter, and
+    ``more_config`` after it."""
+    (directory / "counter_app.py").write_text(COUNTER_APP)
+    binding = '[[durable_objects.bindings]]\nname = "COUNTERS"\nclass_name = "counter_app:Counter"\n'
+    (directory / "roost.toml").write_text(binding + more_config)
+
 
 class ServeProcess:
     """``roost serve --port 0`` started in ``cwd``; ``url`` once it logged where it serves."""

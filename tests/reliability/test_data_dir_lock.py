@@ -4,30 +4,14 @@ keeps serving, and a killed owner leaves no stale lock."""
 from __future__ import annotations
 
 import subprocess
-import textwrap
 from pathlib import Path
 
 import httpx
 import pytest
-from serve_process import ROOST, ReaderTable, ServeProcess
+from serve_process import ROOST, ReaderTable, ServeProcess, write_counter_app
 
 from runtime import Actor, StorageError, open_runtime
 from runtime.errors import DataDirectoryLockedError
-
-APP = """
-from runtime import Actor
-
-class Counter(Actor):
-    async def increment(self) -> int:
-        n = await self.storage.get("n", 0) + 1
-        await self.storage.put("n", n)
-        return n
-"""
-CONFIG = """
-[[durable_objects.bindings]]
-name = "COUNTERS"
-class_name = "lock_app:Counter"
-"""
 
 
 class Counter(Actor):
@@ -39,8 +23,7 @@ class Counter(Actor):
 
 @pytest.fixture
 def app_dir(tmp_path: Path) -> Path:
-    (tmp_path / "lock_app.py").write_text(textwrap.dedent(APP))
-    (tmp_path / "roost.toml").write_text(textwrap.dedent(CONFIG))
+    write_counter_app(tmp_path)
     return tmp_path
 
 

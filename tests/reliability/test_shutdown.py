@@ -3,37 +3,19 @@
 
 from __future__ import annotations
 
-import textwrap
 import threading
 import time
 from pathlib import Path
 
 import httpx
 import pytest
-from serve_process import ServeProcess
+from serve_process import ServeProcess, write_counter_app
 
 # The graceful timeout is 30 s: an idle connection that shutdown does not close holds the
 # exit that long. Closed at once, the exit takes a fraction of a second.
 PROMPT_EXIT_SECONDS = 2.0
 
-APP = """
-import trio
-from runtime import Actor
-
-class Counter(Actor):
-    async def increment(self) -> int:
-        n = await self.storage.get("n", 0) + 1
-        await self.storage.put("n", n)
-        return n
-
-    async def slow(self) -> int:
-        await trio.sleep(1)
-        return await self.increment()
-"""
-CONFIG = """
-[[durable_objects.bindings]]
-name = "COUNTERS"
-class_name = "shutdown_app:Counter"
+QUEUE = """
 [[queues.producers]]
 queue = "jobs"
 binding = "JOBS"
@@ -42,8 +24,7 @@ binding = "JOBS"
 
 @pytest.fixture
 def server(tmp_path: Path):
-    (tmp_path / "shutdown_app.py").write_text(textwrap.dedent(APP))
-    (tmp_path / "roost.toml").write_text(textwrap.dedent(CONFIG))
+    write_counter_app(tmp_path, QUEUE)
     process = ServeProcess(tmp_path, tmp_path / "serve.log", "--data-dir", str(tmp_path / "data"))
     yield process
     if process.process.poll() is None:
