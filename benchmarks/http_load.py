@@ -79,6 +79,8 @@ class _Server:
 
 
 class _Load:
+    """One run's load: ``max_requests`` at most, over ``seconds``, and what came back."""
+
     def __init__(self, port: int, actors: int, seconds: float, max_requests: int) -> None:
         self.port = port
         self.actors = actors
@@ -95,10 +97,18 @@ class _Load:
         """Every counter a request may have reached."""
         return sorted(self.sent.keys() | self.in_doubt.keys())
 
+    @property
+    def doubtful(self) -> int:
+        """Requests sent whose answer a broken connection cut off."""
+        return sum(self.in_doubt.values())
+
     def check_counted(self, counted: int) -> str | None:
         """Why the counters' sum ``counted`` shows a lost or doubled increment, if it does."""
         acknowledged = self.statuses.get(200, 0)
-        doubtful = sum(self.in_doubt.values())
+        doubtful = self.doubtful
+        # A 200 answer means applied; a request whose answer a broken connection cut off may or
+        # may not have been, so only a range can be checked: fewer is a lost increment, more
+        # than the requests in doubt allow is a doubled one.
         if acknowledged <= counted <= acknowledged + doubtful:
             return None
         return (
@@ -122,7 +132,7 @@ class _Load:
             try:
                 async with await trio.open_tcp_stream("127.0.0.1", self.port) as stream:
                     await self._requests(stream, rng, deadline)
-            except (OSError, trio.BrokenResourceError, trio.ClosedResourceError):
+            except (OSError, trio.BrokenResourceError):  # refused, reset, or cut off by EOF
                 self.connection_errors += 1
                 await trio.sleep(_RECONNECT_PAUSE_SECONDS)
 
@@ -215,7 +225,9 @@ def http_increments(
         "connections",
         Target("<=", 0),
     )
-    result.details.update(statuses=load.statuses, requests=len(load.latencies), seconds=elapsed)
+    result.details.update(
+        statuses=load.statuses, requests=len(load.latencies), in_doubt=load.doubtful, seconds=elapsed
+    )
     mismatch = load.check_counted(counted)
     result.check(mismatch is None, mismatch or "")
     result.check(exit_code == 0, f"roost serve exited {exit_code} after SIGTERM")

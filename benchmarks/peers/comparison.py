@@ -74,7 +74,7 @@ class Runs:
         for result in self.results.get((workload, system), []):
             for figure in result.figures:
                 if figure.key == key and figure.value is not None:
-                    found.append(float(figure.value))
+                    found.append(figure.value)  # a count stays an int, shown without decimals
         return found
 
     def problems(self, workload: str, system: str) -> list[str]:

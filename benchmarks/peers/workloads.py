@@ -90,7 +90,9 @@ def http_increments(
     result.add("p99", "latency p99", summary.p99_ms, "ms")
     result.add("errors", "non-200 answers", errors, "responses", Target("<=", 0))
     result.add("connection_errors", "connections reset or refused", load.connection_errors, "connections")
-    result.details.update(statuses=load.statuses, requests=len(load.latencies), seconds=elapsed)
+    result.details.update(
+        statuses=load.statuses, requests=len(load.latencies), in_doubt=load.doubtful, seconds=elapsed
+    )
     mismatch = load.check_counted(counted)
     result.check(mismatch is None, mismatch or "")
     return result
