@@ -3,7 +3,6 @@
 The public names are those of API.md; everything else lives in private modules.
 """
 
-from .actor import Actor, ActorContext, AlarmInfo
 from .clock import now
 from .config import load_config
 from .errors import (
@@ -16,10 +15,12 @@ from .errors import (
     StorageError,
     StorageLimitError,
 )
-from .ids import ActorId
-from .request import Request, Response
+from .model.actor import Actor, ActorContext, AlarmInfo
+from .model.env import Env
+from .model.ids import ActorId
+from .model.request import Request, Response
+from .model.stubs import ActorStub, Namespace
 from .storage import Storage
-from .stubs import ActorStub, Env, Namespace
 from .system import open_runtime
 
 __all__ = [

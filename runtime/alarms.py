@@ -20,17 +20,17 @@ from typing import TYPE_CHECKING
 import trio
 
 from . import clock
-from .actor import Actor, AlarmInfo
-from .correlation import current_correlation_id
+from .durability import keys
+from .durability.env import Environment
 from .errors import ActorError, CallTimeoutError
-from .ids import NAMESPACE_KEY_BYTES, ActorId
 from .limits import ALARM_MAX_WALL_TIME_SECONDS
-from .store import keys
-from .store.env import Environment
-from .tracing import Tracing
+from .model.actor import Actor, AlarmInfo
+from .model.ids import NAMESPACE_KEY_BYTES, ActorId
+from .observability.correlation import current_correlation_id
+from .observability.tracing import Tracing
 
 if TYPE_CHECKING:
-    from .host import Host, NamespaceInfo
+    from .model.host import Host, NamespaceInfo
 
 log = logging.getLogger("roost.alarms")
 

@@ -17,12 +17,12 @@ from typing import Any
 import trio
 
 from . import clock
-from .actor import Actor
 from .alarms import AlarmScheduler
 from .config import Config, merge, parse_config
+from .durability.committer import Committer
+from .durability.env import Environment
 from .errors import ConfigError
 from .extensions import BUILTINS, Extension, load_extension
-from .host import Host, NamespaceInfo
 from .http import create_app
 from .limits import (
     DEFAULT_IDLE_TIMEOUT_SECONDS,
@@ -30,10 +30,11 @@ from .limits import (
     DEFAULT_MAX_INBOX,
     DEFAULT_REQUEST_TIMEOUT_SECONDS,
 )
-from .store.committer import Committer
-from .store.env import Environment
-from .stubs import Env, Namespace
-from .tracing import Tracing, open_tracing
+from .model.actor import Actor
+from .model.env import Env
+from .model.host import Host, NamespaceInfo
+from .model.stubs import Namespace
+from .observability.tracing import Tracing, open_tracing
 
 log = logging.getLogger("roost.runtime")
 
@@ -41,7 +42,7 @@ log = logging.getLogger("roost.runtime")
 class Runtime:
     """A running Roost: namespaces by binding, the shared ``env``, and statistics.
 
-    ``tracing`` makes its spans (``runtime.tracing``); the built-in actors reach it here,
+    ``tracing`` makes its spans (``runtime.observability.tracing``); the built-in actors reach it here,
     as they reach the runtime only through its public names and this object."""
 
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
@@ -181,7 +182,7 @@ async def open_runtime(
     committer.on_failure = host.on_commit_failure
     alarms = AlarmScheduler(store, host)
     host.on_alarm_committed = alarms.alarm_committed
-    host.alarm_scheduler = alarms
+    host.deliver_alarm_now = alarms.deliver_now
     rt = Runtime(resolved, store, committer, host, alarms)
     rt.tracing = host.tracing = open_tracing()
     rt._extensions = loaded

@@ -10,9 +10,9 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from .errors import StorageError
-from .ids import ActorId
-from .instance import Instance
-from .stubs import ActorStub, Namespace
+from .model.ids import ActorId
+from .model.instance import Instance
+from .model.stubs import ActorStub, Namespace
 
 T = TypeVar("T")
 
@@ -31,7 +31,7 @@ async def run_in_actor(stub: ActorStub, fn: Callable[[Any], Awaitable[T]]) -> T:
 async def trigger_alarm(stub: ActorStub) -> bool:
     """Run the actor's pending alarm now, due or not, and wait for it; False if it has none
     (or its alarm is being delivered already). A failing handler is retried as usual."""
-    return await stub._host.alarm_scheduler.deliver_now(stub._info.key + stub.id.raw)
+    return await stub._host.deliver_alarm_now(stub._info.key + stub.id.raw)
 
 
 async def evict(stub: ActorStub) -> None:

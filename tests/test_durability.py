@@ -100,7 +100,7 @@ async def test_the_switch_interval_comes_back_when_the_last_of_several_runtimes_
 
 
 def test_a_part_that_fails_while_writing_together_is_left_out_alone(data_dir):
-    from runtime.store.env import ActorWrites, Environment
+    from runtime.durability.env import ActorWrites, Environment
 
     env = Environment(data_dir, map_size_bytes=1 << 24, max_map_size_bytes=1 << 24)
     try:

@@ -16,17 +16,19 @@ import runtime.testing
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# DESIGN.md "Layers": module (or package) -> layer number; lower layers sit above.
+# DESIGN.md "Layers": module or package under runtime -> layer number; lower layers sit above.
+# The longest name that a module's dotted path starts with decides.
 LAYERS = {
-    "errors": 1, "limits": 1, "codec": 1, "ids": 1, "request": 1, "extensions": 1, "correlation": 1,
-    "logs": 1, "tracing": 1,
-    "config": 2, "clock": 2, "store": 2,
+    "errors": 1, "limits": 1, "extensions": 1,
+    "model": 1, "model.env": 1, "model.ids": 1, "model.codec": 1, "model.request": 1,
+    "observability": 1,
+    "config": 2, "clock": 2, "durability": 2,
     "storage": 3,
-    "gates": 4, "actor": 4, "instance": 4, "host": 4, "alarms": 4,
-    "stubs": 5, "remote_errors": 5,
+    "model.gates": 4, "model.actor": 4, "model.instance": 4, "model.host": 4, "alarms": 4,
+    "model.stubs": 5, "model.remote_errors": 5,
     "http": 6,
     "system": 7, "testing": 7,
-    "cli": 8,
+    "serving": 8,
 }  # fmt: skip
 
 API_ACTORS_NAMES = {
@@ -46,8 +48,9 @@ API_RUNTIME_NAMES = {
 }  # fmt: skip
 
 
-def _imports(path: Path) -> list[tuple[str, list[str]]]:
-    """(absolute module imported, names imported from it) for every import in ``path``."""
+def _imports(path: Path, *, annotations_too: bool = False) -> list[tuple[str, list[str]]]:
+    """(absolute module imported, names imported from it) for every import in ``path``; those
+    under ``if TYPE_CHECKING:`` only with ``annotations_too``."""
     package = ".".join(path.relative_to(ROOT).with_suffix("").parts)
     if path.name == "__init__.py":
         package = package.rsplit(".", 1)[0] + ".__init__"
@@ -62,7 +65,7 @@ def _imports(path: Path) -> list[tuple[str, list[str]]]:
     }
     out = []
     for node in ast.walk(tree):
-        if id(node) in type_only:
+        if id(node) in type_only and not annotations_too:
             continue
         if isinstance(node, ast.Import):
             out += [(alias.name, []) for alias in node.names]
@@ -80,7 +83,69 @@ def _layer(module: str) -> int | None:
     parts = module.split(".")
     if parts[0] != "runtime" or len(parts) < 2 or parts[1] == "__init__":
         return None
-    return LAYERS[parts[1]]
+    for length in range(len(parts) - 1, 0, -1):
+        layer = LAYERS.get(".".join(parts[1 : length + 1]))
+        if layer is not None:
+            return layer
+    raise KeyError(f"{module} has no layer in LAYERS")
+
+
+def _module_name(path: Path) -> str:
+    module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    return module.removesuffix(".__init__")
+
+
+def _import_graph() -> dict[str, set[str]]:
+    """Runtime module -> the runtime modules it imports, annotation-only imports included; a
+    name imported from a package counts as its module when it is one."""
+    modules = {_module_name(path): path for path in (ROOT / "runtime").rglob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for module, path in modules.items():
+        targets = set()
+        for imported, names in _imports(path, annotations_too=True):
+            if imported == "runtime" or not imported.startswith("runtime"):
+                continue
+            submodules = {f"{imported}.{name}" for name in names} & modules.keys()
+            targets |= submodules or {imported}
+        graph[module] = targets - {module}
+    return graph
+
+
+def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    """One import circle of ``graph``, if it has any (depth-first search)."""
+    done: set[str] = set()
+    path: list[str] = []
+
+    def visit(module: str) -> list[str] | None:
+        if module in path:
+            return path[path.index(module) :] + [module]
+        if module in done:
+            return None
+        path.append(module)
+        for target in sorted(graph.get(module, ())):
+            found = visit(target)
+            if found:
+                return found
+        path.pop()
+        done.add(module)
+        return None
+
+    for module in sorted(graph):
+        found = visit(module)
+        if found:
+            return found
+    return None
+
+
+def test_no_import_circle_in_the_runtime():
+    """Annotation-only imports count: a lower piece names a higher one through a protocol."""
+    circle = _cycle(_import_graph())
+    assert circle is None, " -> ".join(circle or [])
+
+
+def test_the_cycle_finder_finds_a_circle():
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert _cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
 
 
 def test_every_runtime_module_has_a_layer():

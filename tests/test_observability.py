@@ -18,7 +18,7 @@ from actors import MessageBatch, get_job_status, list_jobs, schedule_job, update
 from runtime import Actor, AlarmInfo, OverloadedError, Request, Response, now, open_runtime
 from runtime.config import secret_values
 from runtime.errors import CallTimeoutError
-from runtime.logs import REDACTED, JsonFormatter, TextFormatter
+from runtime.observability.logs import REDACTED, JsonFormatter, TextFormatter
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"

@@ -208,7 +208,7 @@ def root_logger():
 
 
 def test_serve_passes_its_timeouts_to_the_runtime(app_dir: Path, monkeypatch, root_logger) -> None:
-    from runtime import cli
+    from runtime.serving import cli
 
     seen = {}
 
@@ -223,7 +223,7 @@ def test_serve_passes_its_timeouts_to_the_runtime(app_dir: Path, monkeypatch, ro
 
 @pytest.mark.parametrize("flag", ["--idle-timeout", "--request-timeout"])
 def test_a_timeout_that_is_not_positive_is_refused(flag: str, capsys) -> None:
-    from runtime import cli
+    from runtime.serving import cli
 
     with pytest.raises(SystemExit) as exited:
         cli.main(["serve", flag, "0"])

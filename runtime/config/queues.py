@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import replace
 from typing import Any
 
-from .checks import Range, Where, binding_name, expect, import_class, queue_name, ranged, required, unknown
 from ..limits import MAX_MESSAGE_RETENTION_SECONDS, MIN_MESSAGE_RETENTION_SECONDS
+from .checks import Range, Where, binding_name, expect, import_class, queue_name, ranged, required, unknown
 from .model import QueueConfig
 
 # The range of each consumer setting.

@@ -7,10 +7,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from ..actor import RESERVED_METHODS
 from ..errors import MethodNotFoundError
-from ..request import Request, Response
-from ..stubs import ActorStub, Namespace
+from ..model.actor import RESERVED_METHODS
+from ..model.request import Request, Response
+from ..model.stubs import ActorStub, Namespace
 from .errors import bad_request, not_found
 
 

@@ -20,9 +20,9 @@ from typing import Any
 import trio
 from werkzeug.exceptions import HTTPException
 
-from ..correlation import REQUEST_ID_HEADER, TRACEPARENT_HEADER, current_correlation_id
 from ..errors import CallTimeoutError
-from ..request import Request, Response, as_response
+from ..model.request import Request, Response, as_response
+from ..observability.correlation import REQUEST_ID_HEADER, TRACEPARENT_HEADER, current_correlation_id
 from .errors import HttpError, error_response
 
 log = logging.getLogger("roost.http")

@@ -17,9 +17,9 @@ from quart import g, request
 from quart_trio import QuartTrio
 from werkzeug.exceptions import HTTPException
 
-from ..correlation import REQUEST_ID_HEADER, correlation_id_from_headers
 from ..extensions import MetricFamily
-from ..request import Request, Response
+from ..model.request import Request, Response
+from ..observability.correlation import REQUEST_ID_HEADER, correlation_id_from_headers
 from . import actor_routes, metrics
 from .adapter import Adapter, Handler, Incoming, wire_headers
 from .direct import DirectFront

@@ -20,7 +20,7 @@ from urllib.parse import parse_qsl
 import trio
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from ..correlation import correlation_id_from_headers
+from ..observability.correlation import correlation_id_from_headers
 from .adapter import Adapter, Handler, Incoming, wire_headers
 from .errors import bad_request
 

@@ -15,7 +15,7 @@ from ..errors import (
     OverloadedError,
     StorageLimitError,
 )
-from ..request import Response
+from ..model.request import Response
 
 
 class HttpError(Exception):

@@ -15,7 +15,7 @@ import hmac
 import json
 from typing import Any
 
-from ..correlation import correlation_id_from_headers
+from ..observability.correlation import correlation_id_from_headers
 
 # The first path segment of every internal route (API.md section 8). Empty segments are
 # skipped, as Werkzeug merges repeated slashes before it routes.

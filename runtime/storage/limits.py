@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .. import codec
 from ..errors import StorageLimitError
 from ..limits import MAX_KEY_BYTES, MAX_KEYS_PER_CALL, MAX_VALUE_BYTES
+from ..model import codec
 
 
 def key_bytes(key: Any) -> bytes:

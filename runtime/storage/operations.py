@@ -12,10 +12,10 @@ from datetime import datetime
 from math import isfinite
 from typing import Any
 
-from .. import codec
-from ..correlation import current_correlation_id
-from ..store.env import Environment
-from ..tracing import active_traceparent
+from ..durability.env import Environment
+from ..model import codec
+from ..observability.correlation import current_correlation_id
+from ..observability.tracing import active_traceparent
 from . import limits
 from .writeset import WriteSet, lookup, lookup_alarm, overlay
 

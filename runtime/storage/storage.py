@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..durability.committer import Batch, Committer
+from ..durability.env import ActorWrites, Environment
 from ..errors import ActorResetError, StorageError
-from ..store.committer import Batch, Committer
-from ..store.env import ActorWrites, Environment
 from .operations import KeyValueOperations
 from .transaction import Transaction
 from .writeset import UNCHANGED, WriteSet, lookup_alarm
@@ -110,7 +110,7 @@ class Storage(KeyValueOperations):
         The block's writes become visible to the rest of the actor when it exits normally; an
         exception or ``txn.rollback()`` discards them, alarm changes included.
         """
-        return Transaction(self)
+        return Transaction(self, self.apply_transaction)
 
     async def sync(self) -> None:
         """Return once every write made before this call is durable."""

@@ -6,24 +6,23 @@ transaction's writes always reach the same group commit together.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import TracebackType
-from typing import TYPE_CHECKING
 
 from ..errors import StorageError
 from .operations import KeyValueOperations
 from .writeset import WriteSet
 
-if TYPE_CHECKING:
-    from .storage import Storage
-
 
 class Transaction(KeyValueOperations):
     """``async with storage.transaction() as txn``; ``txn.rollback()`` discards its writes."""
 
-    __slots__ = ("_storage", "_env", "_prefix", "_writes", "_state")
+    __slots__ = ("_storage", "_merge", "_env", "_prefix", "_writes", "_state")
 
-    def __init__(self, storage: Storage) -> None:
+    def __init__(self, storage: KeyValueOperations, merge: Callable[[WriteSet], None]) -> None:
+        """A transaction over ``storage``, whose clean exit hands its writes to ``merge``."""
         self._storage = storage
+        self._merge = merge
         self._env = storage._env
         self._prefix = storage._prefix
         self._writes = WriteSet()
@@ -39,7 +38,7 @@ class Transaction(KeyValueOperations):
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         if exc_type is None and self._state == "open":
-            self._storage.apply_transaction(self._writes)
+            self._merge(self._writes)
         self._state = "done" if self._state == "open" else self._state
 
     def rollback(self) -> None:

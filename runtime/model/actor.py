@@ -9,15 +9,12 @@ from __future__ import annotations
 import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+from ..storage import Storage
+from .env import Env
 from .ids import ActorId
 from .request import Request, Response
-from .storage import Storage
-
-if TYPE_CHECKING:
-    from .instance import Instance
-    from .stubs import Env
 
 T = TypeVar("T")
 
@@ -31,12 +28,24 @@ class AlarmInfo:
     is_retry: bool = False
 
 
+class EventControl(Protocol):
+    """What a context asks of the instance that owns it (``instance.Instance`` is one)."""
+
+    def correlation_id(self) -> str | None: ...
+
+    async def exclusive(self, fn: Callable[[], Awaitable[T]]) -> T: ...
+
+    def wait_until(self, awaitable: Awaitable[Any]) -> None: ...
+
+    def abort(self, reason: str | None) -> None: ...
+
+
 class ActorContext:
     """The actor's handle on the runtime: its id, its storage, and control of its events."""
 
     __slots__ = ("id", "storage", "_instance")
 
-    def __init__(self, actor_id: ActorId, storage: Storage, instance: Instance) -> None:
+    def __init__(self, actor_id: ActorId, storage: Storage, instance: EventControl) -> None:
         self.id = actor_id
         self.storage = storage
         self._instance = instance

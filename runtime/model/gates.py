@@ -13,7 +13,7 @@ from collections import deque
 
 import trio
 
-from .errors import ActorResetError
+from ..errors import ActorResetError
 
 
 class InputGate:

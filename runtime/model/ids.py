@@ -12,7 +12,7 @@ import hmac
 import os
 from dataclasses import dataclass, field
 
-from .limits import MAX_ACTOR_NAME_BYTES
+from ..limits import MAX_ACTOR_NAME_BYTES
 
 ID_BYTES = 32
 _BODY_BYTES = 24

@@ -13,8 +13,8 @@ import copy
 import importlib
 from typing import Any
 
+from ..errors import ActorError, DataCloneError, RemoteError
 from . import codec
-from .errors import ActorError, DataCloneError, RemoteError
 
 
 def arrived(exc: Exception) -> Exception:

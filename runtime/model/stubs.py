@@ -1,4 +1,4 @@
-"""Addressing actors: ``Namespace``, ``ActorStub`` and ``Env``.
+"""Addressing actors: ``Namespace`` and ``ActorStub``.
 
 A stub call copies its arguments and result through msgpack (like structured clone), waits
 on the calling actor's output gate, and delivers the event to the target instance in the
@@ -8,16 +8,15 @@ caller's own task. Creating a stub does no I/O; the instance is built on its fir
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
 from functools import partial
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import trio
 
+from ..errors import CallTimeoutError, MethodNotFoundError
 from . import codec
 from .actor import RESERVED_METHODS, Actor
-from .errors import CallTimeoutError, MethodNotFoundError
 from .host import Host, NamespaceInfo
 from .ids import ActorId
 from .instance import current_instance
@@ -165,42 +164,6 @@ class ActorStub:
 
     def __repr__(self) -> str:
         return f"<ActorStub {self._info.binding}:{self.id.hex}>"
-
-
-class Env:
-    """The bindings by name: namespaces, queue producers, vars (``env.NAME``, ``env["NAME"]``)."""
-
-    __slots__ = ("_bindings",)
-
-    def __init__(self, bindings: dict[str, Any]) -> None:
-        object.__setattr__(self, "_bindings", dict(bindings))
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            return self._bindings[name]
-        except KeyError:
-            raise AttributeError(f"no binding named {name!r}; bindings: {sorted(self._bindings)}") from None
-
-    def __getitem__(self, name: str) -> Any:
-        try:
-            return self._bindings[name]
-        except KeyError:
-            raise KeyError(f"no binding named {name!r}; bindings: {sorted(self._bindings)}") from None
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        raise AttributeError("Env is read-only")
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._bindings
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(sorted(self._bindings))
-
-    def get(self, name: str, default: Any = None) -> Any:
-        return self._bindings.get(name, default)
-
-    def __repr__(self) -> str:
-        return f"<Env {sorted(self._bindings)}>"
 
 
 _method_cache: dict[tuple[type, str], Any] = {}

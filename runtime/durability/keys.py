@@ -19,8 +19,8 @@ from __future__ import annotations
 import hashlib
 import struct
 
-from ..ids import ID_BYTES, NAMESPACE_KEY_BYTES
 from ..limits import LMDB_MAX_KEY_BYTES
+from ..model.ids import ID_BYTES, NAMESPACE_KEY_BYTES
 
 SCHEMA_VERSION = 1
 SCHEMA_KEY = b"schema"

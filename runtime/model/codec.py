@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import DataCloneError
+from ..errors import DataCloneError
 
 _packer = msgpack.Packer(datetime=True, use_bin_type=True)
 

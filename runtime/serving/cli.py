@@ -26,11 +26,11 @@ import trio
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
-from .config import Config, load_config, secret_values
-from .errors import ConfigError, DataDirectoryLockedError
-from .limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS
-from .logs import LOG_FORMATS, LOG_LEVELS, configure_logging
-from .system import open_runtime
+from ..config import Config, load_config, secret_values
+from ..errors import ConfigError, DataDirectoryLockedError
+from ..limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS
+from ..observability.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
+from ..system import open_runtime
 
 log = logging.getLogger("roost.serve")
 

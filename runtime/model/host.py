@@ -12,23 +12,20 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
+from ..durability.committer import Committer, Writer
+from ..durability.env import Environment
+from ..errors import ActorResetError
+from ..observability.correlation import current_correlation_id
+from ..observability.tracing import Tracing
+from ..storage import Storage
 from .actor import Actor
-from .correlation import current_correlation_id
-from .errors import ActorResetError
+from .env import Env
 from .ids import ActorId, IdScheme, namespace_key
 from .instance import Instance
-from .storage import Storage
-from .store.committer import Committer, Writer
-from .store.env import Environment
-from .tracing import Tracing
-
-if TYPE_CHECKING:
-    from .alarms import AlarmScheduler
-    from .stubs import Env
 
 log = logging.getLogger("roost.host")
 
@@ -71,7 +68,8 @@ class Host:
         self._by_key: dict[bytes, NamespaceInfo] = {}
         # Told of every committed alarm change (the alarm scheduler).
         self.on_alarm_committed: Callable[[bytes, float | None], None] | None = None
-        self.alarm_scheduler: AlarmScheduler | None = None
+        # Runs the pending alarm of an actor (by key prefix) now: ``runtime.testing``'s way in.
+        self.deliver_alarm_now: Callable[[bytes], Awaitable[bool]] | None = None
         # Spans of events (on when a tracer provider was set before the runtime opened).
         self.tracing = Tracing(enabled=False)
         self.env: Env | None = None

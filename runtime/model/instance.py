@@ -12,26 +12,36 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import trio
 
+from ..errors import ActorResetError, OverloadedError
+from ..limits import BLOCK_CONCURRENCY_TIMEOUT_SECONDS
+from ..observability.correlation import current_correlation_id
+from ..storage import Storage
 from .actor import Actor, ActorContext
-from .correlation import current_correlation_id
-from .errors import ActorResetError, OverloadedError
+from .env import Env
 from .gates import InputGate
 from .ids import ActorId
-from .limits import BLOCK_CONCURRENCY_TIMEOUT_SECONDS
-from .storage import Storage
-
-if TYPE_CHECKING:
-    from .host import Host
 
 T = TypeVar("T")
 log = logging.getLogger("roost.actor")
 
 # The instance whose event the current task is running: outgoing calls pass its output gate.
 current_instance: ContextVar[Instance | None] = ContextVar("roost_current_instance", default=None)
+
+
+class InstanceHost(Protocol):
+    """What an instance asks of the host that holds it (``host.Host`` is one)."""
+
+    env: Env | None
+
+    def touch(self, instance: Instance) -> None: ...
+
+    def reset(self, instance: Instance, reason: str) -> None: ...
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None: ...
 
 
 class Instance:
@@ -49,7 +59,7 @@ class Instance:
 
     def __init__(
         self,
-        host: Host,
+        host: InstanceHost,
         prefix: bytes,
         actor_id: ActorId,
         cls: type[Actor],

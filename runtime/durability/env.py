@@ -15,9 +15,9 @@ from typing import Any
 
 import lmdb
 
-from .. import codec
 from ..errors import StorageError
 from ..limits import DEFAULT_MAX_DBS
+from ..model import codec
 from . import keys
 from .lock import DirectoryLock
 

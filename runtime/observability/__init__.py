@@ -1,0 +1,1 @@
+"""What an operator sees: correlation ids, OpenTelemetry spans, and the log formats."""
