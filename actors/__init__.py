@@ -5,11 +5,11 @@ from .batches import BatchResult, enqueue_batch, process_batch
 from .errors import QueueLimitError, QueueNotFoundError
 from .idempotency import IdempotencyActor, IdempotencyKeyReuseError, IdempotentResult, execute_idempotent
 from .job_status import JobStatusActor, get_job_status, update_job_status
-from .message import Message, MessageBatch, PulledMessage
-from .queue import Queue
-from .queue_actor import QueueActor
+from .queues.actor import QueueActor
+from .queues.message import Message, MessageBatch, PulledMessage
+from .queues.queue import Queue
 from .scheduler import SchedulerActor, cancel_job, list_jobs, schedule_job
-from .webhooks import verify_stripe_signature
+from .webhooks.signature import verify_stripe_signature
 
 __all__ = [
     "BatchResult",

@@ -20,7 +20,7 @@ from runtime import Env
 
 from .job_status import update_job_status
 from .names import JOBS_BINDING
-from .queue import Queue
+from .queues.queue import Queue
 
 
 @dataclass(frozen=True, slots=True)

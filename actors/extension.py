@@ -7,7 +7,6 @@ from typing import Any
 
 from runtime import Request, Response
 
-from . import queue_routes, webhook_routes
 from .idempotency import IdempotencyActor
 from .job_status import JobStatusActor, get_job_status
 from .names import (
@@ -18,10 +17,12 @@ from .names import (
     SCHEDULER_BINDING,
     consumer_binding,
 )
-from .queue import Queue, QueueRegistry
-from .queue_actor import QueueActor
-from .queue_telemetry import metric_families
+from .queues import routes as queue_routes
+from .queues.actor import QueueActor
+from .queues.queue import Queue, QueueRegistry
+from .queues.telemetry import metric_families
 from .scheduler import SchedulerActor, pending_jobs_family
+from .webhooks import routes as webhook_routes
 
 # Built-in actors that the helpers reach through ``env`` under their reserved names.
 _HELPER_ACTORS: dict[str, type] = {

@@ -27,8 +27,8 @@ import trio
 from runtime import Actor, AlarmInfo, Env, now
 
 from .backoff import backoff_delay
-from .message_codec import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, encode_body
 from .names import REGISTRY_BINDING, SCHEDULER_BINDING
+from .queues.message_codec import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES, encode_body
 
 log = logging.getLogger("roost.scheduler")
 

@@ -18,7 +18,8 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from actors import MessageBatch, queue_actor
+from actors import MessageBatch
+from actors.queues import actor as queue_actor
 from runtime import Actor, open_runtime
 
 ACKED: set[int] = set()

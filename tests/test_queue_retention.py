@@ -12,8 +12,9 @@ import pytest
 import trio
 
 import runtime
-from actors import MessageBatch, queue_actor
+from actors import MessageBatch
 from actors.names import REGISTRY_BINDING
+from actors.queues import actor as queue_actor
 from runtime import Actor, load_config, open_runtime
 from runtime.config import parse_config
 from runtime.errors import ConfigError

@@ -7,7 +7,8 @@ import pytest
 import trio
 
 import runtime
-from actors import Message, MessageBatch, Queue, QueueLimitError, queue_actor
+from actors import Message, MessageBatch, Queue, QueueLimitError
+from actors.queues import actor as queue_actor
 from runtime import Actor, OverloadedError, open_runtime
 
 DELIVERED: list[tuple[str, list[tuple[object, int]]]] = []

@@ -11,11 +11,11 @@ from typing import Any
 
 from runtime import ActorResetError
 
+from .index import READY, Entry, QueueIndex
 from .message import Message, MessageBatch
 from .message_codec import decode_body
-from .queue_index import READY, Entry, QueueIndex
-from .queue_segments import BODY, CONTENT_TYPE, CORRELATION_ID, ID, TIMESTAMP, TRACEPARENT
-from .queue_telemetry import deliver_batch
+from .segments import BODY, CONTENT_TYPE, CORRELATION_ID, ID, TIMESTAMP, TRACEPARENT
+from .telemetry import deliver_batch
 
 
 def next_batch_due(index: QueueIndex, settings: Any, moment: float) -> float | None:

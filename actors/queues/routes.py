@@ -8,11 +8,11 @@ from typing import Any
 
 from runtime import Request, Response
 
-from .errors import QueueLimitError
+from ..errors import QueueLimitError
+from ..names import REGISTRY_BINDING
 from .message_codec import check_delay
-from .names import REGISTRY_BINDING
 from .queue import Queue
-from .queue_telemetry import record_pull
+from .telemetry import record_pull
 
 
 def routes() -> list[tuple[list[str], str, Any]]:

@@ -11,10 +11,10 @@ from typing import Any
 
 from runtime import now
 
+from .index import Entry
 from .message import ACK
-from .queue_index import Entry
-from .queue_store import QueueStore
-from .queue_telemetry import log_expired, log_settled
+from .store import QueueStore
+from .telemetry import log_expired, log_settled
 
 COUNTERS = ("acked", "retried", "dead_lettered", "expired")
 EXPIRE_CHUNK = 100  # messages expired (and dead-lettered together) per step

@@ -12,7 +12,7 @@ from typing import Any
 
 import msgpack
 
-from .errors import QueueLimitError
+from ..errors import QueueLimitError
 
 CONTENT_TYPES = ("json", "text", "bytes", "msgpack")
 MAX_MESSAGE_BYTES = 128_000

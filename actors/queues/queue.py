@@ -15,11 +15,11 @@ from typing import Any
 
 from runtime import ActorStub, Namespace, now
 
-from .errors import QueueLimitError, QueueNotFoundError
+from ..errors import QueueLimitError, QueueNotFoundError
+from ..names import QUEUES_BINDING, consumer_binding
 from .message import PulledMessage
 from .message_codec import check_batch, check_delay, decode_body, encode_body
-from .names import QUEUES_BINDING, consumer_binding
-from .queue_segments import (
+from .segments import (
     BODY,
     CONTENT_TYPE,
     CORRELATION_ID,
@@ -29,7 +29,7 @@ from .queue_segments import (
     TRACEPARENT,
     new_message,
 )
-from .queue_telemetry import record_pull, send_span
+from .telemetry import record_pull, send_span
 
 
 class QueueRegistry:

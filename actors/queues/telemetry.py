@@ -19,7 +19,7 @@ from typing import Any
 from runtime import ActorStub
 
 from .message import MessageBatch
-from .queue_segments import CORRELATION_ID, ID, TRACEPARENT
+from .segments import CORRELATION_ID, ID, TRACEPARENT
 
 log = logging.getLogger("roost.queues")
 

@@ -14,9 +14,9 @@ from typing import Any
 
 from runtime import Request, Response
 
-from .idempotency import execute_idempotent
-from .names import REGISTRY_BINDING
-from .webhooks import verify_stripe_signature
+from ..idempotency import execute_idempotent
+from ..names import REGISTRY_BINDING
+from .signature import verify_stripe_signature
 
 SIGNATURE_HEADER = "stripe-signature"
 DEDUP_TTL_SECONDS = 7 * 86_400  # longer than providers keep redelivering

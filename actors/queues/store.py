@@ -12,8 +12,8 @@ from typing import Any
 
 from runtime import Storage, StorageLimitError, now
 
-from .queue_index import PULLED, PUSHED, Entry, QueueIndex
-from .queue_segments import (
+from .index import PULLED, PUSHED, Entry, QueueIndex
+from .segments import (
     BODY,
     PUSH_LEASE,
     SEGMENT_PREFIX,
@@ -21,9 +21,9 @@ from .queue_segments import (
     TIMESTAMP,
     VISIBLE_AT,
     arrived_at,
-    is_current,
     first_seq,
     initial_state,
+    is_current,
     segment_key,
     state_key,
 )

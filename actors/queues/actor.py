@@ -11,14 +11,14 @@ from typing import Any
 
 from runtime import Actor, AlarmInfo, now
 
-from . import queue_operations
-from .names import REGISTRY_BINDING
-from .queue_delivery import deliver, next_batch_due
+from ..names import REGISTRY_BINDING
+from . import operations as queue_operations
+from .delivery import deliver, next_batch_due
+from .index import DELAYED, PULLED, PUSHED, Entry
 from .message import ACK, RETRY
-from .queue_index import DELAYED, PULLED, PUSHED, Entry
-from .queue_outcomes import COUNTERS, QueueOutcomes
-from .queue_segments import CORRELATION_ID, TRACEPARENT
-from .queue_store import QueueStore
+from .outcomes import COUNTERS, QueueOutcomes
+from .segments import CORRELATION_ID, TRACEPARENT
+from .store import QueueStore
 
 META_KEY = "meta"
 # In the meta record: when the queue first ran with retention, holding messages stored before.

@@ -10,19 +10,10 @@ from typing import Any
 
 from runtime import now
 
-from .errors import QueueLimitError
-from .queue_index import WAITING, Entry
-from .queue_segments import (
-    BODY,
-    CONTENT_TYPE,
-    CORRELATION_ID,
-    DEAD_LETTER,
-    ID,
-    TIMESTAMP,
-    TRACEPARENT,
-    new_message,
-)
-from .queue_store import QueueStore
+from ..errors import QueueLimitError
+from .index import WAITING, Entry
+from .segments import BODY, CONTENT_TYPE, CORRELATION_ID, DEAD_LETTER, ID, TIMESTAMP, TRACEPARENT, new_message
+from .store import QueueStore
 
 MAX_PEEK = 1000
 MAX_PULL_BATCH = 100
