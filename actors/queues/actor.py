@@ -1,7 +1,7 @@
 """``QueueActor``: a queue's RPC surface, its meta (next seq, paused, counters) and its alarm,
 set for the next moment something is due: a batch full or timed out, a delay, a pull lease or a
 retention period ending. A ``QueueStore`` keeps the messages, ``QueueOutcomes`` applies outcomes,
-``queue_delivery`` delivers batches. Must stay true: a delivery is counted in storage before it
+``delivery`` delivers batches. Must stay true: a delivery is counted in storage before it
 starts, and one whose outcome is lost (crash, reset) is delivered again.
 """
 

@@ -1,6 +1,6 @@
 """``QueueStore``: one queue's messages in its actor's storage, and the ``QueueIndex`` over them.
 
-Owns the segments and their state records (layout in ``queue_segments``); the index covers the
+Owns the segments and their state records (layout in ``segments``); the index covers the
 oldest ``index_window`` messages, the rest wait on disk, counted, indexed in order as it drains.
 Decides nothing about delivery or outcomes: what it writes is the index's truth.
 """
