@@ -16,7 +16,7 @@ run: $(STAMP)
 	@echo "  curl -X POST http://127.0.0.1:8787/actors/COUNTERS/alice/increment"
 	@echo "  curl http://127.0.0.1:8787/actors/COUNTERS/alice/"
 	@echo "  curl -X POST http://127.0.0.1:8787/rpc/COUNTERS/bob/increment -H 'content-type: application/json' -d '{\"args\": [5]}'"
-	@echo "  curl -X POST http://127.0.0.1:8787/orders -d '{\"amount\": 4200, \"id\": \"order-1001\"}'   # the shop: see README"
+	@echo "  curl -X POST http://127.0.0.1:8787/orders -d '{\"amount\": 4200, \"id\": \"order-1001\"}'   # the shop: see docs/shop.md"
 	@echo "  curl http://127.0.0.1:8787/jobs/order-1001/status"
 	@echo "  curl http://127.0.0.1:8787/queues"
 	@echo "  curl http://127.0.0.1:8787/metrics"
@@ -36,7 +36,7 @@ soak: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
-# Roost side by side with Miniflare, Huey and RQ (see README). Installs the peers into
+# Roost side by side with Miniflare, Huey and RQ (see docs/comparison.md). Installs the peers into
 # benchmarks/peers (.venv, node_modules) and redis-server if missing. ARGS=--quick for a
 # short run.
 bench-peers:
