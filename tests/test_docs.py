@@ -22,8 +22,12 @@ def slug(heading: str) -> str:
     return kept.replace(" ", "-")
 
 
+def _slugs(path: Path) -> list[str]:
+    return [slug(heading) for heading in _HEADING.findall(_FENCE.sub("", path.read_text()))]
+
+
 def _anchors(path: Path) -> set[str]:
-    return {slug(heading) for heading in _HEADING.findall(_FENCE.sub("", path.read_text()))}
+    return set(_slugs(path))
 
 
 def _relative_links(path: Path) -> list[str]:
@@ -46,6 +50,13 @@ def test_every_relative_link_resolves(page: Path):
         assert path.exists(), f"{page.name}: {link} names no file"
         if fragment:
             assert fragment in _anchors(path), f"{page.name}: {link} names no heading of {path.name}"
+
+
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: page.name)
+def test_no_two_headings_of_a_page_share_an_anchor(page: Path):
+    # GitHub would give the second one "-1", and a link meant for it would land on the first.
+    slugs = _slugs(page)
+    assert len(slugs) == len(set(slugs)), sorted({s for s in slugs if slugs.count(s) > 1})
 
 
 def test_slugs_follow_github():
