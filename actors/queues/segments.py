@@ -24,7 +24,8 @@ STATE_PREFIX = "st:"
 # TRACEPARENT is the W3C traceparent of the send's span, when tracing is on. ARRIVED_AT is
 # when the message came to this queue (its retention counts from then): its timestamp for a
 # sent message, the move for a dead-lettered or redriven one. Messages stored before it
-# existed have 8 fields (see ``arrived_at``).
+# existed have 8 fields: their retention counts from when their queue first ran with it
+# (``QueueStore.legacy_since``), so an upgrade never expires at once what was kept before.
 ID, BODY, CONTENT_TYPE, TIMESTAMP, CORRELATION_ID, DEAD_LETTER, VISIBLE_AT, TRACEPARENT, ARRIVED_AT = range(9)
 
 # A message's state: [attempts, visible_at, lease]; the lease is None, PUSH_LEASE while it is
@@ -58,18 +59,6 @@ def new_message(
         traceparent,
         timestamp if arrived_at is None else arrived_at,
     ]
-
-
-def arrived_at(message: list[Any], legacy_since: float) -> float:
-    """When a stored message came to its queue, as far as retention goes. One stored before
-    queues had retention counts from ``legacy_since``, when its queue first ran with it: an
-    upgrade never expires, at once, messages that were kept forever before it."""
-    return message[ARRIVED_AT] if is_current(message) else legacy_since
-
-
-def is_current(message: list[Any]) -> bool:
-    """Whether a stored message has every field of today's layout."""
-    return len(message) > ARRIVED_AT
 
 
 def segment_key(first: int) -> str:

@@ -14,16 +14,15 @@ from runtime import Storage, StorageLimitError, now
 
 from .index import PULLED, PUSHED, Entry, QueueIndex
 from .segments import (
+    ARRIVED_AT,
     BODY,
     PUSH_LEASE,
     SEGMENT_PREFIX,
     STATE_PREFIX,
     TIMESTAMP,
     VISIBLE_AT,
-    arrived_at,
     first_seq,
     initial_state,
-    is_current,
     segment_key,
     state_key,
 )
@@ -229,11 +228,13 @@ class QueueStore:
         return released or not self._live[first]
 
     def _entry(self, seq: int, message: list[Any], visible_at: float, first: int) -> Entry:
-        size = len(message[BODY])
-        if not is_current(message):
+        if len(message) > ARRIVED_AT:
+            arrived = message[ARRIVED_AT]
+        else:
+            arrived = self.legacy_since
             self.keeps_legacy = True
-        expires_at = arrived_at(message, self.legacy_since) + self._retention_seconds
-        return Entry(seq, visible_at, message[TIMESTAMP], size, first, expires_at=expires_at)
+        expires_at = arrived + self._retention_seconds
+        return Entry(seq, visible_at, message[TIMESTAMP], len(message[BODY]), first, expires_at=expires_at)
 
     def _leave_on_disk(self, first: int, messages: list[list[Any]], state: list[Any] | None) -> None:
         """Count a segment past the index (``state`` None: every message in it waits)."""
