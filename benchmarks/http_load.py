@@ -116,6 +116,17 @@ class _Load:
             f" (and {doubtful} more were cut off by a broken connection)"
         )
 
+    async def verify(self) -> str | None:
+        """What is wrong with the counters, read back over RPC after the run, if anything.
+
+        A read-back that fails (a broken connection, an answer that is not the value) is
+        reported, not raised, so that the run's figures survive it."""
+        try:
+            counted = await _counter_sum(self.port, self.counters)
+        except (OSError, trio.BrokenResourceError, ValueError) as exc:
+            return f"the counters could not be read back: {exc}"
+        return self.check_counted(counted)
+
     async def run(self, connections: int) -> float:
         deadline = trio.current_time() + self.seconds
         started = time.perf_counter()
@@ -191,7 +202,9 @@ async def _counter_sum(port: int, names: list[str]) -> int:
         for name in names:
             request = f"POST /rpc/{BINDING}/{name}/value HTTP/1.1\r\nHost: roost\r\nContent-Length: 0\r\n\r\n"
             await stream.send_all(request.encode())
-            _, body, buffer, _ = await _read_response(stream, buffer)
+            status, body, buffer, _ = await _read_response(stream, buffer)
+            if status != 200:
+                raise ValueError(f"reading counter {name} back answered {status}: {body[:200]!r}")
             total += json.loads(body)["result"]
     return total
 
@@ -207,7 +220,7 @@ def http_increments(
     try:
         load = _Load(server.port, actors, seconds, max_requests)
         elapsed = trio.run(load.run, connections)
-        counted = trio.run(_counter_sum, server.port, load.counters)
+        mismatch = trio.run(load.verify)
     finally:
         exit_code = server.stop()
     summary = summarize(load.latencies)
@@ -228,7 +241,6 @@ def http_increments(
     result.details.update(
         statuses=load.statuses, requests=len(load.latencies), in_doubt=load.doubtful, seconds=elapsed
     )
-    mismatch = load.check_counted(counted)
     result.check(mismatch is None, mismatch or "")
     result.check(exit_code == 0, f"roost serve exited {exit_code} after SIGTERM")
     return result
