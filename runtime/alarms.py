@@ -1,4 +1,5 @@
-"""The alarm scheduler: one task that delivers every actor's alarm when it is due.
+"""The alarm scheduler: one task per environment that delivers every actor's alarm when it
+is due (``Alarms``: one scheduler for each shard of the runtime).
 
 The queue is LMDB's own alarm index (due time | actor), so a pending alarm costs no memory
 and finding the next one is one B-tree seek; the task sleeps until the earliest due time or
@@ -22,6 +23,7 @@ import trio
 from . import clock
 from .durability import keys
 from .durability.env import Environment
+from .durability.shards import Shards
 from .errors import ActorError, CallTimeoutError
 from .limits import ALARM_MAX_WALL_TIME_SECONDS
 from .model.actor import Actor, AlarmInfo
@@ -48,6 +50,43 @@ class AlarmStatistics:
         self.failed = 0
         self.retried = 0
         self.dropped = 0
+
+
+class Alarms:
+    """The schedulers of a runtime's shards, each scanning its own environment's index."""
+
+    def __init__(self, shards: Shards, host: Host) -> None:
+        self._shards = shards
+        self._by_partition = {shard.partition: AlarmScheduler(shard.env, host) for shard in shards}
+
+    def _of(self, prefix: bytes) -> AlarmScheduler:
+        shard = self._shards.for_prefix(prefix)
+        assert shard is not None, "an alarm of an actor this process does not own"
+        return self._by_partition[shard.partition]
+
+    def alarm_committed(self, prefix: bytes, when: float | None) -> None:
+        self._of(prefix).alarm_committed(prefix, when)
+
+    async def deliver_now(self, prefix: bytes) -> bool:
+        return await self._of(prefix).deliver_now(prefix)
+
+    @property
+    def pending(self) -> int:
+        return sum(scheduler.pending for scheduler in self._by_partition.values())
+
+    @property
+    def statistics(self) -> AlarmStatistics:
+        total = AlarmStatistics()
+        for scheduler in self._by_partition.values():
+            for name in AlarmStatistics.__slots__:
+                setattr(total, name, getattr(total, name) + getattr(scheduler.statistics, name))
+        return total
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            for scheduler in self._by_partition.values():
+                await nursery.start(scheduler.run)
+            task_status.started()
 
 
 class _HandlerFailed(Exception):

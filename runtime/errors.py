@@ -51,6 +51,11 @@ class ActorResetError(ActorError):
     """The actor instance was reset (failed commit, abort, timeout) before the event finished."""
 
 
+class WorkerUnavailableError(ActorResetError):
+    """The worker process that owns the actor is not running (it is being restarted); the
+    call was not delivered and may be retried."""
+
+
 class DataCloneError(ActorError, TypeError):
     """A value cannot be copied through msgpack (unsupported type, naive datetime, ...)."""
 

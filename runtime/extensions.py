@@ -57,6 +57,23 @@ class Extension(Protocol):
     async def metrics(self, rt: Any) -> list[MetricFamily]: ...
 
 
+class Transferable(Protocol):
+    """A value ``stub.queue(...)`` can hand to an actor in another worker process.
+
+    ``transfer_state()`` gives ``(factory, state)``: the import path of a callable that
+    rebuilds a copy from ``state`` (msgpack-able), on the owner. Once the handler ran with the
+    copy, the copy's ``transfer_outcome()`` travels back and the original's
+    ``apply_transfer_outcome(outcome)`` takes it in, so the caller sees what the handler did
+    (a queue batch: each message's ack or retry).
+    """
+
+    def transfer_state(self) -> tuple[str, Any]: ...
+
+    def transfer_outcome(self) -> Any: ...
+
+    def apply_transfer_outcome(self, outcome: Any) -> None: ...
+
+
 def load_extension(path: str) -> Extension:
     extension = load_object(path)
     if not isinstance(getattr(extension, "name", None), str):

@@ -1,8 +1,10 @@
-"""``open_runtime`` and ``Runtime``: the store, the host and the extensions wired in one nursery.
+"""``open_runtime`` and ``Runtime``: the shards, the host and the extensions wired in one nursery.
 
 Closing the runtime refuses new instances, stops background work, commits every pending
-write, and closes the LMDB environment. Reopening the same data directory sees every write
-that was durable.
+write, and closes the LMDB environments. Reopening the same data directory sees every write
+that was durable. ``open_worker_runtime`` is the same runtime in one worker process of
+``roost serve --workers N``: it opens only the partitions the worker owns, serves calls that
+other workers forward to them, and forwards the rest.
 """
 
 from __future__ import annotations
@@ -11,16 +13,16 @@ import logging
 import os
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
 import trio
 
 from . import clock
-from .alarms import AlarmScheduler
+from .alarms import Alarms
 from .config import Config, merge, parse_config
-from .durability.committer import Committer
-from .durability.env import Environment
+from .durability.shards import Shards, open_shards
 from .errors import ConfigError
 from .extensions import BUILTINS, Extension, load_extension
 from .http import create_app
@@ -35,6 +37,7 @@ from .model.env import Env
 from .model.host import Host, NamespaceInfo
 from .model.stubs import Namespace
 from .observability.tracing import Tracing, open_tracing
+from .placement.worker import Placement
 
 log = logging.getLogger("roost.runtime")
 
@@ -47,13 +50,10 @@ class Runtime:
 
     request_timeout_seconds: float = DEFAULT_REQUEST_TIMEOUT_SECONDS
 
-    def __init__(
-        self, config: Config, store: Environment, committer: Committer, host: Host, alarms: AlarmScheduler
-    ) -> None:
+    def __init__(self, config: Config, shards: Shards, host: Host, alarms: Alarms) -> None:
         self.config = config
-        self.data_dir = store.path
-        self._store = store
-        self._committer = committer
+        self.data_dir = config.data_dir
+        self._shards = shards
         self._host = host
         self._alarms = alarms
         self._extensions: list[Extension] = []
@@ -61,6 +61,9 @@ class Runtime:
         self._namespaces: dict[str, Namespace] = {}
         self.env: Env = Env({})
         self.tracing = Tracing(enabled=False)
+        # Set in a worker of ``roost serve --workers N``: the other workers, for ``/metrics``.
+        self.placement: Placement | None = None
+        self.http_requests = 0  # answered by ``asgi_app``
 
     def namespace(self, binding: str) -> Namespace:
         """The namespace bound as ``binding``; ``KeyError`` naming the known ones if absent."""
@@ -102,27 +105,32 @@ class Runtime:
         return self._asgi_app
 
     def statistics(self) -> dict[str, Any]:
-        commits = self._committer.statistics
+        """This process's statistics (in a worker: its partitions' only), commits summed over
+        its shards."""
+        every = [shard.committer.statistics for shard in self._shards]
         host = self._host.statistics
+        alarms = self._alarms.statistics
         return {
             "live_actors": self._host.live_instances,
             "events": host.events,
             "instances_started": host.instances_started,
             "evictions": host.evictions,
             "resets": host.resets,
-            "commits": commits.commits,
-            "committed_actors": commits.actors,
-            "committed_writes": commits.writes,
-            "failed_commits": commits.failed_commits,
-            "commit_seconds_total": commits.seconds_total,
-            "commit_latency_buckets": dict(
-                zip(commits.BUCKETS_SECONDS, commits.latency_buckets, strict=True)
-            ),
+            "commits": sum(c.commits for c in every),
+            "committed_actors": sum(c.actors for c in every),
+            "committed_writes": sum(c.writes for c in every),
+            "failed_commits": sum(c.failed_commits for c in every),
+            "commit_seconds_total": sum(c.seconds_total for c in every),
+            "commit_latency_buckets": {
+                bound: sum(c.latency_buckets[i] for c in every)
+                for i, bound in enumerate(every[0].BUCKETS_SECONDS)
+            },
             "alarms_pending": self._alarms.pending,
-            "alarms_delivered": self._alarms.statistics.delivered,
-            "alarms_failed": self._alarms.statistics.failed,
-            "alarms_retried": self._alarms.statistics.retried,
-            "alarms_dropped": self._alarms.statistics.dropped,
+            "alarms_delivered": alarms.delivered,
+            "alarms_failed": alarms.failed,
+            "alarms_retried": alarms.retried,
+            "alarms_dropped": alarms.dropped,
+            "http_requests": self.http_requests,
         }
 
     def _bind(self, info: NamespaceInfo) -> Namespace:
@@ -161,12 +169,46 @@ async def open_runtime(
     resolved = _resolve_config(
         config, data_dir=data_dir, actors=actors, queues=queues, vars=vars, webhooks=webhooks
     )
+    options = _Options(idle_timeout, max_inbox, request_timeout, map_size, max_map_size, extensions)
+    async with _open(resolved, options, None) as rt:
+        yield rt
+
+
+@asynccontextmanager
+async def open_worker_runtime(
+    config: Config,
+    placement: Placement,
+    *,
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
+    request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
+) -> AsyncIterator[Runtime]:
+    """The runtime of one worker process: the partitions ``placement`` gives it, the others
+    reached through it."""
+    options = _Options(
+        idle_timeout, DEFAULT_MAX_INBOX, request_timeout, DEFAULT_MAP_SIZE_BYTES, DEFAULT_MAP_SIZE_BYTES
+    )
+    async with _open(config, options, placement) as rt:
+        yield rt
+
+
+@dataclass(frozen=True, slots=True)
+class _Options:
+    idle_timeout: float
+    max_inbox: int
+    request_timeout: float
+    map_size: int
+    max_map_size: int
+    extensions: tuple[str, ...] = (BUILTINS,)
+
+
+@asynccontextmanager
+async def _open(resolved: Config, options: _Options, placement: Placement | None) -> AsyncIterator[Runtime]:
     if resolved.data_dir is None:
         raise ConfigError(f"{resolved.source}: no data_dir given (set data_dir, or pass data_dir=...)")
-    _check_positive("idle_timeout", idle_timeout)
-    _check_positive("max_inbox", max_inbox)
-    _check_positive("request_timeout", request_timeout)
-    loaded = [load_extension(path) for path in extensions]
+    _check_positive("idle_timeout", options.idle_timeout)
+    _check_positive("max_inbox", options.max_inbox)
+    _check_positive("request_timeout", options.request_timeout)
+    loaded = [load_extension(path) for path in options.extensions]
     classes = dict(resolved.actors)
     for extension in loaded:
         if hasattr(extension, "namespaces"):
@@ -176,17 +218,22 @@ async def open_runtime(
             raise ConfigError(
                 f"{resolved.source}: binding {binding!r}: {cls!r} is not a subclass of runtime.Actor"
             )
-    store = await _open_store(resolved.data_dir, map_size, max_map_size)
-    committer = Committer(store)
-    host = Host(store, committer, idle_timeout_seconds=idle_timeout, max_inbox=max_inbox)
-    committer.on_failure = host.on_commit_failure
-    alarms = AlarmScheduler(store, host)
+    shards = await _open_shards(
+        resolved.data_dir, options, None if placement is None else placement.partitions
+    )
+    host = Host(shards, idle_timeout_seconds=options.idle_timeout, max_inbox=options.max_inbox)
+    for shard in shards:
+        shard.committer.on_failure = host.on_commit_failure
+    alarms = Alarms(shards, host)
     host.on_alarm_committed = alarms.alarm_committed
     host.deliver_alarm_now = alarms.deliver_now
-    rt = Runtime(resolved, store, committer, host, alarms)
+    rt = Runtime(resolved, shards, host, alarms)
     rt.tracing = host.tracing = open_tracing()
     rt._extensions = loaded
-    rt.request_timeout_seconds = request_timeout
+    rt.request_timeout_seconds = options.request_timeout
+    if placement is not None:
+        rt.placement = placement
+        host.forwarder = placement.forwarder(host)
     bindings: dict[str, Any] = dict(resolved.vars)
     for binding, cls in classes.items():
         namespace = rt._bind(host.add_namespace(binding, cls))
@@ -199,7 +246,8 @@ async def open_runtime(
     body_error: BaseException | None = None
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(committer.run)
+            for shard in shards:
+                await nursery.start(shard.committer.run)
             background = trio.CancelScope()
             await nursery.start(_run_background, background, host, alarms, rt, loaded)
             try:
@@ -211,20 +259,21 @@ async def open_runtime(
                 with trio.CancelScope(shield=True):
                     host.close("the runtime is shut down")
                     background.cancel()
-                    committer.close()
+                    for shard in shards:
+                        shard.committer.close()
     except BaseExceptionGroup as group:
         # The nursery wraps what the ``async with`` body raised; the caller gets it as raised.
         if body_error is not None and group.exceptions == (body_error,):
             raise body_error from None
         raise
     finally:
-        store.close()
+        shards.close()
 
 
 async def _run_background(
     scope: trio.CancelScope,
     host: Host,
-    alarms: AlarmScheduler,
+    alarms: Alarms,
     rt: Runtime,
     loaded: list[Extension],
     *,
@@ -236,6 +285,8 @@ async def _run_background(
         async with trio.open_nursery() as nursery:
             await nursery.start(host.run)
             await nursery.start(alarms.run)
+            if rt.placement is not None:
+                await nursery.start(rt.placement.serve, host, rt.statistics)
             for extension in loaded:
                 if hasattr(extension, "start"):
                     nursery.start_soon(extension.start, rt)
@@ -259,9 +310,15 @@ def _check_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
-async def _open_store(path: str, map_size: int, max_map_size: int) -> Environment:
+async def _open_shards(path: str, options: _Options, partitions: list[int] | None) -> Shards:
+    def open_them() -> Shards:
+        return open_shards(
+            path,
+            map_size_bytes=options.map_size,
+            max_map_size_bytes=options.max_map_size,
+            partitions=partitions,
+        )
+
     if clock.is_virtual():
-        return Environment(path, map_size_bytes=map_size, max_map_size_bytes=max_map_size)
-    return await trio.to_thread.run_sync(
-        lambda: Environment(path, map_size_bytes=map_size, max_map_size_bytes=max_map_size)
-    )
+        return open_them()
+    return await trio.to_thread.run_sync(open_them)

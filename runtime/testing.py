@@ -56,10 +56,11 @@ def inject_commit_failure(stub_or_namespace: ActorStub | Namespace, *, times: in
     """Make the next ``times`` group commits fail: only the stub's actor's part of each, or,
     given a namespace, the whole commit. For testing how failed commits reset actors."""
     host = stub_or_namespace._host
-    committer = host.committer
     target = None
+    committers = [shard.committer for shard in host.shards]
     if isinstance(stub_or_namespace, ActorStub):
         target = stub_or_namespace._info.key + stub_or_namespace.id.raw
+        committers = [host.shards.for_prefix(target).committer]
     remaining = [times]
 
     def fault(writes: Any) -> None:
@@ -72,7 +73,8 @@ def inject_commit_failure(stub_or_namespace: ActorStub | Namespace, *, times: in
             remaining[0] -= 1
             raise StorageError("injected commit failure for one actor")
 
-    committer.fault = fault
+    for committer in committers:
+        committer.fault = fault
 
 
 __all__ = ["evict", "inject_commit_failure", "list_actor_ids", "run_in_actor", "trigger_alarm"]

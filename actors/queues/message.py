@@ -9,7 +9,7 @@ retried, unless ``ack_all()`` came first).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from .message_codec import check_delay
@@ -79,3 +79,30 @@ class MessageBatch:
         """Each message's outcome, once the handler returned or raised."""
         implicit = (RETRY, None) if handler_raised else (ACK, None)
         return [message.outcome or implicit for message in self.messages]
+
+    # -- to a consumer in another worker process (runtime.extensions.Transferable) -----------
+
+    def transfer_state(self) -> tuple[str, Any]:
+        messages = [
+            [m.id, m.timestamp.timestamp(), m.body, m.attempts, m.correlation_id] for m in self.messages
+        ]
+        return "actors.queues.message:MessageBatch.from_transfer", [self.queue, messages]
+
+    @classmethod
+    def from_transfer(cls, state: list[Any]) -> MessageBatch:
+        queue, messages = state
+        return cls(
+            queue,
+            [
+                Message(id, datetime.fromtimestamp(stamp, tz=timezone.utc), body, attempts, correlation_id)
+                for id, stamp, body, attempts, correlation_id in messages
+            ],
+        )
+
+    def transfer_outcome(self) -> list[list[Any] | None]:
+        return [None if m.outcome is None else list(m.outcome) for m in self.messages]
+
+    def apply_transfer_outcome(self, outcome: list[list[Any] | None]) -> None:
+        for message, decided in zip(self.messages, outcome, strict=True):
+            if decided is not None and message.outcome is None:
+                message.outcome = (decided[0], decided[1])

@@ -56,9 +56,12 @@ class MapFull(Exception):
 class Environment:
     """An open LMDB environment with Roost's named databases."""
 
-    def __init__(self, path: str, *, map_size_bytes: int, max_map_size_bytes: int) -> None:
-        # Taken first: a second opener must not touch the environment at all.
-        self._lock = DirectoryLock(path)
+    def __init__(
+        self, path: str, *, map_size_bytes: int, max_map_size_bytes: int, lock: bool = True
+    ) -> None:
+        # Taken first: a second opener must not touch the environment at all. ``lock=False``
+        # is for a caller that holds the directory's lock already (splitting it in partitions).
+        self._lock = DirectoryLock(path) if lock else None
         try:
             self._env = lmdb.open(
                 path,
@@ -77,10 +80,10 @@ class Environment:
             self.meta = self._env.open_db(keys.DB_META)
             self._check_schema()
         except lmdb.Error as exc:
-            self._lock.release()
+            self._release_lock()
             raise StorageError(f"cannot open LMDB environment at {path!r}: {exc}") from exc
         except BaseException:
-            self._lock.release()
+            self._release_lock()
             raise
         self.path = path
         self.max_map_size_bytes = max(map_size_bytes, max_map_size_bytes)
@@ -97,7 +100,11 @@ class Environment:
 
     def close(self) -> None:
         self._env.close()
-        self._lock.release()
+        self._release_lock()
+
+    def _release_lock(self) -> None:
+        if self._lock is not None:
+            self._lock.release()
 
     # -- reads: inline, short transactions, never across an await --------------------------
 
@@ -319,6 +326,29 @@ class Environment:
             return False
         self._env.set_mapsize(min(current * 2, self.max_map_size_bytes))
         return True
+
+    # -- moving data between environments (``migrate``) --------------------------------------
+
+    def dump(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+        """Every (database name, key, value) of the actors' databases, in one read transaction."""
+        databases = ((keys.DB_KV, self.kv), (keys.DB_ACTORS, self.actors), (keys.DB_ALARMS, self.alarms))
+        try:
+            with self._env.begin() as txn:
+                for name, db in databases:
+                    for key, value in txn.cursor(db=db):
+                        yield name, bytes(key), bytes(value)
+        except lmdb.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+
+    def load(self, rows: list[tuple[bytes, bytes, bytes]]) -> None:
+        """Write ``rows`` (as ``dump`` yields them) in one synced transaction."""
+        databases = {keys.DB_KV: self.kv, keys.DB_ACTORS: self.actors, keys.DB_ALARMS: self.alarms}
+        try:
+            with self._env.begin(write=True) as txn:
+                for name, key, value in rows:
+                    txn.put(key, value, db=databases[name])
+        except lmdb.Error as exc:
+            raise StorageError(f"write failed: {exc}") from exc
 
     def stats(self) -> dict[str, int]:
         info = self._env.info()

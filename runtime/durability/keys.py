@@ -66,6 +66,13 @@ def split_long_value(stored: bytes) -> tuple[bytes, bytes]:
     return bytes(stored[_LENGTH.size : end]), bytes(stored[end:])
 
 
+def prefix_of_row(database: bytes, key: bytes) -> bytes:
+    """The actor prefix a key of ``database`` (kv, actors or alarms) belongs to."""
+    if database == DB_ALARMS:
+        return key[_TIME.size : _TIME.size + ACTOR_PREFIX_BYTES]
+    return key[:ACTOR_PREFIX_BYTES]
+
+
 def alarm_index_key(when: float, prefix: bytes) -> bytes:
     # Non-negative IEEE doubles order like their big-endian bits; alarms are epoch seconds.
     return _TIME.pack(max(when, 0.0)) + prefix

@@ -49,7 +49,6 @@ class Adapter:
     def __init__(self, rt: Any, max_body_bytes: int) -> None:
         self.rt = rt
         self.max_body_bytes = max_body_bytes
-        self.requests = 0  # answered by either front, for /metrics
 
     async def serve(
         self, handler: Handler, params: dict[str, str], incoming: Incoming, request_id: str

@@ -64,7 +64,7 @@ def create_app(
 
     @app.before_request
     async def assign_request_id() -> None:
-        adapter.requests += 1
+        adapter.rt.http_requests += 1
         g.request_id = correlation_id_from_headers(request.headers)
 
     @app.after_request
@@ -97,9 +97,11 @@ def _core_routes(adapter: Adapter, metric_sources: list[MetricSource]) -> list[R
         return Response({"status": "ok"})
 
     async def prometheus(rt: Any, req: Request) -> Response:
-        stats = dict(rt.statistics(), http_requests=adapter.requests)
+        stats = rt.statistics()
+        workers = None if rt.placement is None else await rt.placement.statistics(stats)
         families = [family for source in metric_sources for family in await source()]
-        return Response(metrics.render(stats, families), headers={"content-type": metrics.CONTENT_TYPE})
+        text = metrics.render(stats, families, workers)
+        return Response(text, headers={"content-type": metrics.CONTENT_TYPE})
 
     return [(["GET"], "/healthz", healthz), (["GET"], "/metrics", prometheus)]
 

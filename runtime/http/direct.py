@@ -61,7 +61,7 @@ class DirectFront:
         params: dict[str, str],
     ) -> None:
         adapter = self._adapter
-        adapter.requests += 1
+        adapter.rt.http_requests += 1
         headers = {
             name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]
         }

@@ -30,27 +30,44 @@ _SCALARS = {
 }
 
 
-def render(stats: dict[str, Any], families: list[MetricFamily] = ()) -> str:
-    """The runtime's ``stats``, then the extensions' metric ``families``."""
-    lines: list[str] = []
+def render(
+    stats: dict[str, Any],
+    families: list[MetricFamily] = (),
+    workers: dict[int, dict[str, Any] | None] | None = None,
+) -> str:
+    """The runtime's ``stats``, then the extensions' metric ``families``. With ``workers``
+    (``roost serve --workers N``: each worker's statistics, None where one did not answer),
+    the runtime's series come once per worker with a ``worker`` label instead, and
+    ``roost_worker_up`` says which answered; the families are the whole server's already."""
+    if workers is None:
+        sources: list[tuple[dict[str, str], dict[str, Any]]] = [({}, stats)]
+        lines: list[str] = []
+    else:
+        sources = [({"worker": str(w)}, found) for w, found in workers.items() if found is not None]
+        lines = ["# HELP roost_worker_up 1 if the worker answered for this scrape.", "# TYPE roost_worker_up gauge"]
+        lines += [f'roost_worker_up{{worker="{w}"}} {int(found is not None)}' for w, found in workers.items()]
     for key, (name, kind, help_text) in _SCALARS.items():
-        if key in stats:
-            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}", f"{name} {stats[key]}"]
-    commits = stats.get("commits", 0)
+        if any(key in found for _, found in sources):
+            lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
+            lines += [f"{name}{_labels(labels)} {found[key]}" for labels, found in sources if key in found]
     lines += [
         "# HELP roost_writes_per_commit Average writes per group commit since start.",
         "# TYPE roost_writes_per_commit gauge",
-        f"roost_writes_per_commit {stats.get('committed_writes', 0) / commits if commits else 0.0}",
     ]
-    buckets = stats.get("commit_latency_buckets", {})
+    for labels, found in sources:
+        commits = found.get("commits", 0)
+        average = found.get("committed_writes", 0) / commits if commits else 0.0
+        lines.append(f"roost_writes_per_commit{_labels(labels)} {average}")
     name = "roost_commit_seconds"
     lines += [f"# HELP {name} Group commit latency.", f"# TYPE {name} histogram"]
-    cumulative = 0
-    for bound, count in buckets.items():
-        cumulative += count
-        le = "+Inf" if bound == float("inf") else repr(bound)
-        lines.append(f'{name}_bucket{{le="{le}"}} {cumulative}')
-    lines += [f"{name}_sum {stats.get('commit_seconds_total', 0.0)}", f"{name}_count {commits}"]
+    for labels, found in sources:
+        cumulative = 0
+        for bound, count in found.get("commit_latency_buckets", {}).items():
+            cumulative += count
+            le = "+Inf" if bound == float("inf") else repr(bound)
+            lines.append(f"{name}_bucket{_labels({**labels, 'le': le})} {cumulative}")
+        lines.append(f"{name}_sum{_labels(labels)} {found.get('commit_seconds_total', 0.0)}")
+        lines.append(f"{name}_count{_labels(labels)} {found.get('commits', 0)}")
     for name, kind, help_text, samples in families:
         lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]
         lines += [f"{name}{_labels(labels)} {value}" for labels, value in samples]

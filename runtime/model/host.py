@@ -12,12 +12,12 @@ import logging
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
-from ..durability.committer import Committer, Writer
-from ..durability.env import Environment
+from ..durability.committer import Writer
+from ..durability.shards import Shards
 from ..errors import ActorResetError
 from ..observability.correlation import current_correlation_id
 from ..observability.tracing import Tracing
@@ -39,6 +39,12 @@ class NamespaceInfo:
     has_on_start: bool
 
 
+class Forwarder(Protocol):
+    """Runs an event on the worker process that owns the actor (``runtime.placement``)."""
+
+    async def forward(self, prefix: bytes, binding: str, actor_id: ActorId, call: tuple) -> Any: ...
+
+
 class HostStatistics:
     __slots__ = ("events", "instances_started", "evictions", "resets")
 
@@ -50,18 +56,10 @@ class HostStatistics:
 
 
 class Host:
-    """Owns every live instance of one runtime."""
+    """Owns every live instance of one runtime (of the partitions in ``shards``)."""
 
-    def __init__(
-        self,
-        env_store: Environment,
-        committer: Committer,
-        *,
-        idle_timeout_seconds: float,
-        max_inbox: int,
-    ) -> None:
-        self._store = env_store
-        self.committer = committer
+    def __init__(self, shards: Shards, *, idle_timeout_seconds: float, max_inbox: int) -> None:
+        self.shards = shards
         self.idle_timeout_seconds = idle_timeout_seconds
         self.max_inbox = max_inbox
         self.namespaces: dict[str, NamespaceInfo] = {}
@@ -70,6 +68,8 @@ class Host:
         self.on_alarm_committed: Callable[[bytes, float | None], None] | None = None
         # Runs the pending alarm of an actor (by key prefix) now: ``runtime.testing``'s way in.
         self.deliver_alarm_now: Callable[[bytes], Awaitable[bool]] | None = None
+        # Where events go for actors of partitions another process owns (None: all are here).
+        self.forwarder: Forwarder | None = None
         # Spans of events (on when a tracer provider was set before the runtime opened).
         self.tracing = Tracing(enabled=False)
         self.env: Env | None = None
@@ -111,15 +111,18 @@ class Host:
             return instance
         if self._closed_reason is not None:
             raise ActorResetError(self._closed_reason)
-        record = self._store.get_record(prefix)
+        shard = self.shards.for_prefix(prefix)
+        if shard is None:
+            raise RuntimeError(f"actor {info.binding}:{actor_id.hex} lives in a partition another worker owns")
+        record = shard.env.get_record(prefix)
         name = actor_id.name
         if name is None and record is not None:
             name = record.get("name")
         if name != actor_id.name:
             actor_id = ActorId(actor_id.raw, info.binding, name)
         storage = Storage(
-            self._store,
-            self.committer,
+            shard.env,
+            shard.committer,
             prefix,
             name=name,
             record=record,
@@ -193,8 +196,11 @@ class Host:
         return self._instances.get(prefix)
 
     def stored_ids(self, info: NamespaceInfo) -> list[ActorId]:
+        """The actors of ``info`` with stored data, in this process's partitions."""
         return [
-            ActorId(raw, info.binding, record.get("name")) for raw, record in self._store.records(info.key)
+            ActorId(raw, info.binding, record.get("name"))
+            for shard in self.shards
+            for raw, record in shard.env.records(info.key)
         ]
 
     # -- background work -------------------------------------------------------------------

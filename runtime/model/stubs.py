@@ -2,7 +2,9 @@
 
 A stub call copies its arguments and result through msgpack (like structured clone), waits
 on the calling actor's output gate, and delivers the event to the target instance in the
-caller's own task. Creating a stub does no I/O; the instance is built on its first event.
+caller's own task, or, when another worker process owns the actor's partition, hands the
+call to the host's ``forwarder`` (``runtime.placement``), which runs it there. Creating a
+stub does no I/O; the instance is built on its first event.
 """
 
 from __future__ import annotations
@@ -106,7 +108,7 @@ class ActorStub:
             payload = args
         else:
             payload = codec.encode((args, kwargs))
-        return await self._deliver(partial(_invoke, method, payload), method)
+        return await self._deliver(partial(_invoke, method, payload), method, ("rpc", method, payload))
 
     async def fetch(
         self,
@@ -121,7 +123,7 @@ class ActorStub:
             request = _copy_request(request_or_path)
         else:
             request = _request_from_path(request_or_path, method, headers, body)
-        return await self._deliver(partial(_invoke_fetch, request), "fetch")
+        return await self._deliver(partial(_invoke_fetch, request), "fetch", ("fetch", request))
 
     async def queue(self, batch: Any) -> None:
         """Deliver a queue batch to the actor's ``queue(batch)`` handler, through its gates.
@@ -130,15 +132,22 @@ class ActorStub:
         copies of their bodies), so the handler's acks and retries are seen by the caller.
         Raises what the handler raised (as any event's error arrives)."""
         label = f"queue consume {getattr(batch, 'queue', self._info.binding)}"
-        await self._deliver(partial(_invoke_queue, batch), "queue", label=label)
+        await self._deliver(partial(_invoke_queue, batch), "queue", ("queue", batch), label=label)
 
-    async def _deliver(self, handler: Any, what: str, *, label: str = "", observed: bool = False) -> Any:
+    async def _deliver(
+        self, handler: Any, what: str, call: tuple, *, label: str = "", observed: bool = False
+    ) -> Any:
+        """Run ``handler`` as an event of the actor; ``call`` says the same for a forwarder."""
         if not observed and (self._timeout is not None or self._host.tracing.enabled):
-            return await self._deliver_observed(handler, what, label)
+            return await self._deliver_observed(handler, what, call, label)
         caller = current_instance.get()
         if caller is not None:
             await caller.output_gate()
         host = self._host
+        if host.forwarder is not None:
+            prefix = self._info.key + self.id.raw
+            if host.shards.for_prefix(prefix) is None:
+                return await host.forwarder.forward(prefix, self._info.binding, self.id, call)
         try:
             instance = host.instance_for(self._info, self.id)
             host.statistics.events += 1
@@ -146,7 +155,7 @@ class ActorStub:
         except Exception as exc:
             raise arrived(exc) from None
 
-    async def _deliver_observed(self, handler: Any, what: str, label: str) -> Any:
+    async def _deliver_observed(self, handler: Any, what: str, call: tuple, label: str) -> Any:
         """``_deliver`` in a span (named ``label``, or ``rpc BINDING.method``), under the
         stub's time limit."""
         binding = self._info.binding
@@ -157,9 +166,9 @@ class ActorStub:
             attributes={"roost.binding": binding, "roost.actor": name},
         ):
             if self._timeout is None:
-                return await self._deliver(handler, what, observed=True)
+                return await self._deliver(handler, what, call, observed=True)
             with trio.move_on_after(self._timeout):
-                return await self._deliver(handler, what, observed=True)
+                return await self._deliver(handler, what, call, observed=True)
             raise CallTimeoutError(f"{what} on actor {binding}:{name} took more than {self._timeout} s")
 
     def __repr__(self) -> str:
@@ -189,11 +198,26 @@ def rpc_method(cls: type[Actor], name: str) -> Any:
 
 async def _invoke(method: str, payload: tuple | bytes, actor: Actor) -> Any:
     """Run an RPC method; returns the copy of its result the caller receives."""
+    return codec.copy(await _run_method(method, payload, actor))
+
+
+async def _invoke_encoded(method: str, payload: bytes, actor: Actor) -> bytes:
+    """Run an RPC method; returns its result encoded, for a caller in another process."""
+    return codec.encode(await _run_method(method, payload, actor))
+
+
+async def _run_method(method: str, payload: tuple | bytes, actor: Actor) -> Any:
     function = rpc_method(type(actor), method)
     if type(payload) is tuple:
-        return codec.copy(await function(actor, *payload))
+        return await function(actor, *payload)
     args, kwargs = codec.decode(payload)
-    return codec.copy(await function(actor, *args, **kwargs))
+    return await function(actor, *args, **kwargs)
+
+
+async def call_encoded(stub: ActorStub, method: str, payload: bytes) -> bytes:
+    """Call ``method`` with encoded ``(args, kwargs)`` on an actor this process owns; returns
+    the encoded result (the owner's half of a forwarded call)."""
+    return await stub._deliver(partial(_invoke_encoded, method, payload), method, ("rpc", method, payload))
 
 
 async def _invoke_queue(batch: Any, actor: Actor) -> None:

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from .correlation import current_correlation_id
@@ -82,10 +83,15 @@ class TextFormatter(_Redacting):
 
 
 def configure_logging(
-    log_format: str = "text", level: str = "info", *, secrets: Iterable[str] = ()
+    log_format: str = "text",
+    level: str = "info",
+    *,
+    secrets: Iterable[str] = (),
+    fields: Mapping[str, Any] | None = None,
 ) -> logging.Handler:
     """Send every log line to stderr in ``log_format`` ("text" or "json") from ``level`` up,
-    with ``secrets`` redacted; replaces the root logger's handlers. Returns the handler."""
+    with ``secrets`` redacted and ``fields`` (a worker's number) added to every line;
+    replaces the root logger's handlers. Returns the handler."""
     if log_format not in LOG_FORMATS:
         raise ValueError(f"log format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
     if level not in LOG_LEVELS:
@@ -94,9 +100,17 @@ def configure_logging(
     handler.setFormatter(
         JsonFormatter(secrets=secrets) if log_format == "json" else TextFormatter(secrets=secrets)
     )
+    if fields:
+        handler.addFilter(partial(_add_fields, dict(fields)))
     root = logging.getLogger()
     for old in root.handlers[:]:
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
     return handler
+
+
+def _add_fields(fields: dict[str, Any], record: logging.LogRecord) -> bool:
+    for name, value in fields.items():
+        setattr(record, name, value)
+    return True

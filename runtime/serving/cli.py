@@ -1,4 +1,5 @@
-"""``roost serve``: load ``roost.toml``, open the runtime, serve it with hypercorn on trio.
+"""``roost serve``: load ``roost.toml``, open the runtime, serve it with hypercorn on trio;
+with ``--workers N`` (N > 1), a supervisor of N worker processes instead (``supervisor``).
 
 Logs go to stderr as text or JSON lines (``--log-format``), with every secret var redacted.
 
@@ -23,7 +24,6 @@ import sys
 from functools import partial
 
 import trio
-from hypercorn.config import Config as HypercornConfig
 from hypercorn.trio import serve as hypercorn_serve
 
 from ..config import Config, load_config, secret_values
@@ -31,14 +31,14 @@ from ..errors import ConfigError, DataDirectoryLockedError
 from ..limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from ..observability.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from ..system import open_runtime
+from .exits import EXIT_BAD_CONFIG, EXIT_SECOND_SIGNAL
+from .supervisor import supervise
+from .http_server import hypercorn_settings
 
 log = logging.getLogger("roost.serve")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
-GRACEFUL_TIMEOUT_SECONDS = 30.0
-EXIT_BAD_CONFIG = 2
-EXIT_SECOND_SIGNAL = 3
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         "--port", type=int, default=DEFAULT_PORT, help="port, 0 for any free one (default: %(default)s)"
     )
     serve.add_argument("--data-dir", help="LMDB data directory (default: data_dir of the config)")
+    serve.add_argument(
+        "--workers",
+        type=_workers,
+        default=1,
+        help="worker processes, actors partitioned over them; 'auto' for one per core (default: %(default)s)",
+    )
     serve.add_argument(
         "--allow-open-internal-routes",
         action="store_true",
@@ -93,6 +99,21 @@ def main(argv: list[str] | None = None) -> int:
             len(config.vars),
             extra={"event": "config.loaded", "config": config.source},
         )
+        if args.workers > 1:
+            return trio.run(
+                partial(
+                    supervise,
+                    config,
+                    workers=args.workers,
+                    host=args.host,
+                    port=args.port,
+                    data_dir=args.data_dir,
+                    request_timeout=args.request_timeout,
+                    idle_timeout=args.idle_timeout,
+                    log_format=args.log_format,
+                    log_level=args.log_level,
+                )
+            )
         trio.run(
             partial(
                 serve_forever,
@@ -111,6 +132,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"roost: cannot serve: {exc}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     return 0
+
+
+def _workers(text: str) -> int:
+    if text == "auto":
+        return len(os.sched_getaffinity(0))
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, or auto, not {text!r}")
+    return count
 
 
 def _check_protected_mode(config: Config, host: str, *, allow_open: bool) -> None:
@@ -154,11 +187,7 @@ async def serve_forever(
         ) as rt:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_watch_signals, signals, shutdown)
-                settings = HypercornConfig()
-                settings.bind = [f"{host}:{port}"]
-                settings.graceful_timeout = GRACEFUL_TIMEOUT_SECONDS
-                settings.accesslog = None
-                settings.errorlog = logging.getLogger("hypercorn.error")
+                settings = hypercorn_settings(f"{host}:{port}")
                 async with trio.open_nursery() as server:
                     binds = await server.start(
                         partial(hypercorn_serve, rt.asgi_app, settings, shutdown_trigger=shutdown.wait)

@@ -1,0 +1,167 @@
+"""The calling half of the channel between workers: one connection to each other worker,
+opened on first use (and again once it broke), carrying many calls at once.
+
+A call waits a bounded time for its owner to be reachable (a worker being restarted), then
+fails with ``WorkerUnavailableError``: it was not delivered. A call whose connection breaks
+while it runs fails with ``ActorResetError``: its outcome is unknown, as when an actor is
+reset. A cancelled call (a time limit, a caller that gave up) is cancelled on the owner too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from ..errors import ActorResetError, WorkerUnavailableError
+from ..model.host import Host
+from ..model.ids import ActorId
+from ..model.remote_errors import from_wire
+from ..observability.correlation import current_correlation_id
+from . import frames
+from .wire import decode_reply, encode_call
+
+OWNER_WAIT_SECONDS = 5.0
+RECONNECT_PAUSE_SECONDS = 0.05
+SEND_TIMEOUT_SECONDS = 5.0
+
+
+class _Pending:
+    __slots__ = ("done", "reply")
+
+    def __init__(self) -> None:
+        self.done = trio.Event()
+        self.reply: tuple[bool, Any] | None = None
+
+
+class _Connection:
+    def __init__(self, worker: int, stream: trio.SocketStream) -> None:
+        self.worker = worker
+        self._stream = stream
+        self._next_id = 0
+        self._pending: dict[int, _Pending] = {}
+        self._send_lock = trio.Lock()
+        self.closed = False
+
+    async def request(self, message: list[Any]) -> tuple[bool, Any]:
+        """Send ``message`` and wait for its answer: (ok, value)."""
+        self._next_id += 1
+        call_id = self._next_id
+        pending = self._pending[call_id] = _Pending()
+        try:
+            await self._send([call_id, *message])
+            await pending.done.wait()
+        except trio.Cancelled:
+            if not self.closed and pending.reply is None:
+                await self._send([call_id, "cancel"])
+            raise
+        finally:
+            del self._pending[call_id]
+        if pending.reply is None:
+            raise ActorResetError(
+                f"worker {self.worker} stopped while the call was in progress; its outcome is unknown"
+            )
+        return pending.reply
+
+    async def _send(self, message: list[Any]) -> None:
+        # A frame is written whole or the connection is dropped: a half-sent frame would
+        # garble every later one. Bounded, so a stopped peer cannot hold the caller forever.
+        data = frames.frame(message)
+        with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_TIMEOUT_SECONDS) as scope:
+            try:
+                async with self._send_lock:
+                    if self.closed:
+                        return
+                    await self._stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                await self.close()
+        if scope.cancelled_caught:
+            await self.close()
+
+    async def read_replies(self) -> None:
+        try:
+            async for call_id, ok, value in frames.messages(self._stream):
+                pending = self._pending.get(call_id)
+                if pending is not None:
+                    pending.reply = (ok, value)
+                    pending.done.set()
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ValueError):
+            pass
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for pending in self._pending.values():
+            pending.done.set()
+        with trio.CancelScope(shield=True):
+            await self._stream.aclose()
+
+
+class Peers:
+    """This worker's connections to the others; the host's ``Forwarder``."""
+
+    def __init__(self, host: Host, owner_of: Any, socket_path: Any) -> None:
+        self._host = host
+        self._owner_of = owner_of
+        self._socket_path = socket_path
+        self._connections: dict[int, _Connection] = {}
+        self._connecting: dict[int, trio.Lock] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Hold the connections' reader tasks until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            await trio.sleep_forever()
+
+    async def forward(self, prefix: bytes, binding: str, actor_id: ActorId, call: tuple) -> Any:
+        """Run ``call`` (as a stub describes it) on the worker owning ``prefix``."""
+        kind, body = encode_call(call)
+        message = [
+            "call",
+            binding,
+            actor_id.raw,
+            actor_id.name,
+            kind,
+            body,
+            current_correlation_id.get(),
+            self._host.tracing.current_traceparent(),
+        ]
+        ok, value = await self.request(self._owner_of(prefix), message)
+        if not ok:
+            raise from_wire(value)
+        return decode_reply(call, value)
+
+    async def request(self, worker: int, message: list[Any]) -> tuple[bool, Any]:
+        """Send ``message`` to ``worker`` and return its answer (ok, value)."""
+        connection = await self._connection(worker)
+        return await connection.request(message)
+
+    async def _connection(self, worker: int) -> _Connection:
+        found = self._connections.get(worker)
+        if found is not None and not found.closed:
+            return found
+        deadline = trio.current_time() + OWNER_WAIT_SECONDS
+        with trio.move_on_at(deadline):
+            async with self._connecting.setdefault(worker, trio.Lock()):
+                found = self._connections.get(worker)
+                if found is not None and not found.closed:
+                    return found
+                while True:
+                    try:
+                        stream = await trio.open_unix_socket(self._socket_path(worker))
+                        break
+                    except OSError:
+                        await trio.sleep(RECONNECT_PAUSE_SECONDS)
+                connection = self._connections[worker] = _Connection(worker, stream)
+                assert self._nursery is not None, "Peers.run is not running"
+                self._nursery.start_soon(connection.read_replies)
+                return connection
+        raise WorkerUnavailableError(
+            f"worker {worker}, the owner of this actor, is not running (restarting?);"
+            f" waited {OWNER_WAIT_SECONDS:g} s; the call was not delivered"
+        )

@@ -1,0 +1,111 @@
+"""The owning half of the channel between workers: a unix socket on which the other workers'
+calls arrive, each run as an event of this worker's actor, answered when it is done (after
+its writes are durable, as the output gate holds for a local caller).
+
+A call runs in its own task with the caller's correlation id (and, when tracing is on, in a
+span continuing the caller's trace). A cancel message cancels it, as if the caller had been
+cancelled; a connection that closes cancels every call it carried.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Awaitable, Callable
+from contextlib import suppress
+from functools import partial
+from typing import Any
+
+import trio
+
+from ..model.host import Host
+from ..model.remote_errors import to_wire
+from ..observability.correlation import current_correlation_id
+from . import frames
+from .wire import execute
+
+LISTEN_BACKLOG = 128
+
+Statistics = Callable[[], dict[str, Any]]
+
+
+async def serve(
+    path: str,
+    host: Host,
+    statistics: Statistics,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer the calls of other workers on the unix socket ``path`` until cancelled."""
+    with suppress(FileNotFoundError):
+        os.unlink(path)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    await sock.bind(path)
+    sock.listen(LISTEN_BACKLOG)
+    listener = trio.SocketListener(sock)
+    try:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(trio.serve_listeners, partial(_serve_connection, host, statistics), [listener])
+            task_status.started()
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+async def _serve_connection(host: Host, statistics: Statistics, stream: trio.SocketStream) -> None:
+    scopes: dict[int, trio.CancelScope] = {}
+    send_lock = trio.Lock()
+
+    async def answer(message: list[Any]) -> None:
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            async with send_lock:
+                await stream.send_all(frames.frame(message))
+
+    async def run(call_id: int, work: Callable[[], Awaitable[Any]]) -> None:
+        with trio.CancelScope() as scope:
+            scopes[call_id] = scope
+            try:
+                reply = [call_id, True, await work()]
+            except Exception as exc:
+                reply = [call_id, False, to_wire(exc)]
+            finally:
+                del scopes[call_id]
+        if not scope.cancelled_caught:
+            await answer(reply)
+
+    async with stream, trio.open_nursery() as nursery:
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError, ValueError):
+            async for message in frames.messages(stream):
+                call_id, kind = message[0], message[1]
+                if kind == "cancel":
+                    if call_id in scopes:
+                        scopes[call_id].cancel()
+                elif kind == "call":
+                    nursery.start_soon(run, call_id, partial(_call, host, *message[2:]))
+                elif kind == "statistics":
+                    nursery.start_soon(run, call_id, partial(_statistics, statistics))
+        # The caller is gone: what it asked for is cancelled, as if it had been.
+        nursery.cancel_scope.cancel()
+
+
+async def _call(
+    host: Host,
+    binding: str,
+    raw: bytes,
+    name: str | None,
+    kind: str,
+    body: Any,
+    correlation_id: str | None,
+    traceparent: str | None,
+) -> Any:
+    current_correlation_id.set(correlation_id)
+    if not host.tracing.enabled:
+        return await execute(host, binding, raw, name, kind, body)
+    with host.tracing.span(
+        f"forwarded {kind} {binding}", kind="server", parent=traceparent, attributes={"roost.binding": binding}
+    ):
+        return await execute(host, binding, raw, name, kind, body)
+
+
+async def _statistics(statistics: Statistics) -> dict[str, Any]:
+    return statistics()

@@ -1,0 +1,77 @@
+"""A forwarded call, both halves: what the calling worker sends for a stub's call, how the
+owner runs it on its own actor, and how the caller reads the answer.
+
+Three kinds travel: an RPC (method and its arguments, encoded once by the caller), a fetch
+(the ``Request``; the ``Response`` comes back as it is: status, headers, body) and a queue
+batch (a ``Transferable``: the handler's acks and retries come back with any error).
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from ..extensions import Transferable, load_object
+from ..model import codec
+from ..model.host import Host
+from ..model.ids import ActorId
+from ..model.remote_errors import from_wire, to_wire
+from ..model.request import Request, Response
+from ..model.stubs import ActorStub, call_encoded
+
+
+def encode_call(call: tuple) -> tuple[str, Any]:
+    """(kind, body) for the ``call`` a stub describes."""
+    kind = call[0]
+    if kind == "rpc":
+        _, method, payload = call
+        return kind, [method, payload if type(payload) is bytes else codec.encode((payload, {}))]
+    if kind == "fetch":
+        request: Request = call[1]
+        return kind, [request.method, request.path, request.query, request.headers, request.body]
+    batch: Transferable = call[1]
+    return kind, list(batch.transfer_state())
+
+
+def decode_reply(call: tuple, value: Any) -> Any:
+    """What the stub's call returns, from the owner's answer to it; raises what it raised."""
+    kind = call[0]
+    if kind == "rpc":
+        return codec.decode(value)
+    if kind == "fetch":
+        body, status, headers = value
+        return Response(body, status, headers)
+    outcome, error = value
+    call[1].apply_transfer_outcome(outcome)
+    if error is not None:
+        raise from_wire(error)
+    return None
+
+
+async def execute(host: Host, binding: str, raw: bytes, name: str | None, kind: str, body: Any) -> Any:
+    """Run a forwarded call on this worker's actor; returns the answer ``decode_reply`` reads."""
+    info = host.namespaces.get(binding)
+    if info is None:
+        raise KeyError(f"no actor namespace bound as {binding!r} in this worker")
+    stub = ActorStub(host, info, ActorId(raw, binding, name))
+    if kind == "rpc":
+        method, payload = body
+        return await call_encoded(stub, method, payload)
+    if kind == "fetch":
+        method, path, query, headers, content = body
+        response = await stub.fetch(Request(method, path, query, headers, content))
+        return [response.body, response.status, response.headers]
+    if kind == "queue":
+        factory, state = body
+        batch = _factory(factory)(state)
+        try:
+            await stub.queue(batch)
+        except Exception as exc:
+            return [batch.transfer_outcome(), to_wire(exc)]
+        return [batch.transfer_outcome(), None]
+    raise ValueError(f"unknown kind of forwarded call {kind!r}")
+
+
+@cache
+def _factory(path: str) -> Any:
+    return load_object(path)
