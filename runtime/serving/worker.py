@@ -23,6 +23,8 @@ import trio
 from hypercorn.trio import serve as hypercorn_serve
 
 from ..config import Config, load_config, secret_values
+from ..durability.lock import DirectoryLock
+from ..durability.partitions import partition_path
 from ..errors import ConfigError, DataDirectoryLockedError
 from ..observability.logs import configure_logging
 from ..placement.worker import Placement
@@ -75,31 +77,39 @@ def main() -> None:
 
 async def _serve(spec: WorkerSpec, config: Config, status: _Status) -> None:
     placement = Placement(spec.worker, spec.workers, spec.partitions, spec.socket_dir)
-    config = replace(config, data_dir=spec.data_dir)
+    await _wait_for_partitions(spec.data_dir, placement.partitions)
     drain = trio.Event()
     close = trio.Event()
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(_follow_supervisor, drain, close)
-        # A replaced worker's partitions are free once the kernel has finished it: wait a little.
-        deadline = trio.current_time() + LOCK_WAIT_SECONDS
+    async with open_worker_runtime(
+        replace(config, data_dir=spec.data_dir),
+        placement,
+        request_timeout=spec.request_timeout,
+        idle_timeout=spec.idle_timeout,
+    ) as rt:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(_follow_supervisor, drain, close)
+            settings = hypercorn_settings(f"fd://{spec.listen_fd}")
+            async with trio.open_nursery() as server:
+                await server.start(partial(hypercorn_serve, rt.asgi_app, settings, shutdown_trigger=drain.wait))
+                status.send("ready")
+            status.send("drained")
+            await close.wait()
+            nursery.cancel_scope.cancel()
+
+
+async def _wait_for_partitions(data_dir: str, partitions: list[int]) -> None:
+    """Wait a bounded time for partitions still locked by the worker this one replaces (the
+    kernel frees its locks as it finishes dying); ``DataDirectoryLockedError`` past it."""
+    deadline = trio.current_time() + LOCK_WAIT_SECONDS
+    for partition in partitions:
         while True:
             try:
-                async with open_worker_runtime(
-                    config, placement, request_timeout=spec.request_timeout, idle_timeout=spec.idle_timeout
-                ) as rt:
-                    settings = hypercorn_settings(f"fd://{spec.listen_fd}")
-                    async with trio.open_nursery() as server:
-                        serve_http = partial(hypercorn_serve, rt.asgi_app, settings, shutdown_trigger=drain.wait)
-                        await server.start(serve_http)
-                        status.send("ready")
-                    status.send("drained")
-                    await close.wait()
+                DirectoryLock(partition_path(data_dir, partition)).release()
                 break
             except DataDirectoryLockedError:
                 if trio.current_time() >= deadline:
                     raise
                 await trio.sleep(LOCK_RETRY_SECONDS)
-        nursery.cancel_scope.cancel()
 
 
 async def _follow_supervisor(drain: trio.Event, close: trio.Event) -> None:

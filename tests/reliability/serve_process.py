@@ -67,6 +67,21 @@ class ServeProcess:
     def pid(self) -> int:
         return self.process.pid
 
+    def worker_pids(self) -> list[int]:
+        """The pids of the worker processes of ``--workers N`` (the server's children)."""
+        found = []
+        for entry in Path("/proc").iterdir():
+            if not entry.name.isdigit():
+                continue
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            # pid (comm) state ppid ...: comm may hold spaces, so split after its ")".
+            if int(stat.rsplit(")", 1)[1].split()[1]) == self.pid:
+                found.append(int(entry.name))
+        return sorted(found)
+
     def kill_9(self) -> None:
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
