@@ -284,9 +284,10 @@ async def _run_background(
     with scope:
         async with trio.open_nursery() as nursery:
             await nursery.start(host.run)
-            await nursery.start(alarms.run)
             if rt.placement is not None:
+                # Before anything that may call another worker: alarms, the extensions.
                 await nursery.start(rt.placement.serve, host, rt.statistics)
+            await nursery.start(alarms.run)
             for extension in loaded:
                 if hasattr(extension, "start"):
                     nursery.start_soon(extension.start, rt)

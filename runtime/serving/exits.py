@@ -1,5 +1,4 @@
 """The exit statuses of ``roost serve``."""
 
-EXIT_WORKERS_FAILED = 1  # a worker kept dying
 EXIT_BAD_CONFIG = 2  # refused to start: the configuration, the data directory, the address
 EXIT_SECOND_SIGNAL = 3  # a second signal during shutdown

@@ -6,10 +6,11 @@ life, so a second server on the directory is refused), gives the directory its p
 the listening socket every worker inherits and accepts on. Worker ``i`` owns the partitions
 ``p`` with ``p % N == i``.
 
-A worker that dies is started again; meanwhile calls for its partitions wait a bounded time
-and then get 503 (``placement.client``), and the other workers keep serving. A worker that
-cannot start (its configuration, its partitions locked) stops the server with exit status 2
-and its one line, rather than a restart loop; so does one that keeps dying.
+A worker that dies is started again (after a pause that doubles while it keeps dying soon
+after its start); meanwhile calls for its partitions wait a bounded time and then get 503
+(``placement.client``), and the other workers keep serving. A worker that cannot start (its
+configuration, its partitions locked) stops the server with exit status 2 and its one line,
+rather than a restart loop.
 
 SIGINT or SIGTERM drains every worker (each stops accepting, finishes its in-flight requests
 while still answering the others' forwarded calls), then closes them (every write flushed)
@@ -27,7 +28,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-from collections import deque
 from dataclasses import asdict
 
 import trio
@@ -38,17 +38,19 @@ from ..durability.migrate import ensure_partitioned
 from ..durability.partitions import DEFAULT_PARTITIONS
 from ..errors import ConfigError
 from ..limits import DEFAULT_MAP_SIZE_BYTES
-from .exits import EXIT_BAD_CONFIG, EXIT_SECOND_SIGNAL, EXIT_WORKERS_FAILED
+from .exits import EXIT_BAD_CONFIG, EXIT_SECOND_SIGNAL
 from .http_server import GRACEFUL_TIMEOUT_SECONDS
 from .worker import WorkerSpec
 
 log = logging.getLogger("roost.serve")
 
 LISTEN_BACKLOG = 1024
-# A worker that dies this many times within the window is not started again.
-MAX_RESTARTS = 5
-RESTART_WINDOW_SECONDS = 60.0
 CLOSE_TIMEOUT_SECONDS = 30.0
+# A worker that dies within STABLE_SECONDS of its start waits before its next start, twice as
+# long each time in a row, from the first pause up to the longest.
+STABLE_SECONDS = 10.0
+FIRST_RESTART_PAUSE_SECONDS = 0.1
+LONGEST_RESTART_PAUSE_SECONDS = 10.0
 
 
 class WorkerStartError(Exception):
@@ -66,7 +68,8 @@ class _Worker:
         self._status: trio.lowlevel.FdStream | None = None
         self._buffer = b""
         self.drained = trio.Event()
-        self.deaths: deque[float] = deque(maxlen=MAX_RESTARTS)
+        self.started_at = 0.0
+        self.quick_deaths = 0  # in a row, each within STABLE_SECONDS of its start
 
     async def start(self) -> None:
         """Start the process and wait until it serves; ``WorkerStartError`` if it cannot."""
@@ -86,6 +89,7 @@ class _Worker:
         self.drained = trio.Event()
         line = await self.next_status()
         if line == "ready":
+            self.started_at = trio.current_time()
             return
         status = await self.process.wait()
         if line is not None and line.startswith("error "):
@@ -240,25 +244,21 @@ async def _keep_alive(worker: _Worker, stop: trio.Event, outcome: list[int]) -> 
         worker.drained.set()
         if stop.is_set():
             return
-        now = trio.current_time()
-        worker.deaths.append(now)
-        if len(worker.deaths) == MAX_RESTARTS and now - worker.deaths[0] < RESTART_WINDOW_SECONDS:
-            log.error(
-                "worker %d died %d times within %g s; stopping the server",
-                worker.index,
-                MAX_RESTARTS,
-                RESTART_WINDOW_SECONDS,
-                extra={"event": "worker.failed", "worker": worker.index},
-            )
-            outcome.append(EXIT_WORKERS_FAILED)
-            stop.set()
-            return
+        quick = trio.current_time() - worker.started_at < STABLE_SECONDS
+        worker.quick_deaths = worker.quick_deaths + 1 if quick else 0
+        pause = 0.0
+        if worker.quick_deaths > 1:
+            pause = min(FIRST_RESTART_PAUSE_SECONDS * 2 ** (worker.quick_deaths - 2), LONGEST_RESTART_PAUSE_SECONDS)
         log.warning(
-            "worker %d exited with status %s; starting it again",
+            "worker %d exited with status %s; starting it again%s",
             worker.index,
             status,
+            f" in {pause:g} s" if pause else "",
             extra={"event": "worker.restart", "worker": worker.index, "status": status},
         )
+        await _sleep_unless(stop, pause)
+        if stop.is_set():
+            return
         try:
             await worker.start()
         except WorkerStartError as exc:
@@ -267,6 +267,11 @@ async def _keep_alive(worker: _Worker, stop: trio.Event, outcome: list[int]) -> 
             stop.set()
             return
         log.info("worker %d serves again", worker.index, extra={"event": "worker.started", "worker": worker.index})
+
+
+async def _sleep_unless(stop: trio.Event, seconds: float) -> None:
+    with trio.move_on_after(seconds):
+        await stop.wait()
 
 
 async def _watch_signals(signals: trio.abc.ReceiveChannel[int], stop: trio.Event, pool: list[_Worker]) -> None:

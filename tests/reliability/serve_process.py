@@ -104,24 +104,27 @@ class ServeProcess:
 
 
 class ReaderTable:
-    """LMDB's reader table of ``data_dir``, watched from this process.
+    """LMDB's reader tables of ``data_dir`` (its one environment, or each of its partitions),
+    watched from this process.
 
-    The environment stays open here (read-only, never starting a transaction, so this
-    process takes no slot and clears none). While it is open, a restarted server cannot
-    reinitialise the lock file, so slots left by a killed server stay until the server
+    The environments stay open here (read-only, never starting a transaction, so this
+    process takes no slot and clears none). While they are open, a restarted server cannot
+    reinitialise the lock files, so slots left by a killed server stay until the server
     clears them itself, which is what ``stale_slots`` checks.
     """
 
     def __init__(self, data_dir: Path) -> None:
-        self._env = lmdb.open(str(data_dir), readonly=True, max_dbs=16)
+        partitions = sorted((data_dir / "partitions").glob("[0-9][0-9][0-9]"))
+        self._envs = [lmdb.open(str(path), readonly=True, max_dbs=16) for path in partitions or [data_dir]]
 
     def stale_slots(self) -> int:
         """Reader slots held by processes that no longer exist."""
-        found = map(_READER_LINE.match, self._env.readers().splitlines())
+        found = [_READER_LINE.match(line) for env in self._envs for line in env.readers().splitlines()]
         return sum(1 for line in found if line and not _is_alive(int(line.group(1))))
 
     def close(self) -> None:
-        self._env.close()
+        for env in self._envs:
+            env.close()
 
 
 def _is_alive(pid: int) -> bool:
