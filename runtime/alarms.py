@@ -57,12 +57,12 @@ class Alarms:
 
     def __init__(self, shards: Shards, host: Host) -> None:
         self._shards = shards
-        self._by_partition = {shard.partition: AlarmScheduler(shard.env, host) for shard in shards}
+        self._by_shard = {shard.index: AlarmScheduler(shard.env, host) for shard in shards}
 
     def _of(self, prefix: bytes) -> AlarmScheduler:
         shard = self._shards.for_prefix(prefix)
         assert shard is not None, "an alarm of an actor this process does not own"
-        return self._by_partition[shard.partition]
+        return self._by_shard[shard.index]
 
     def alarm_committed(self, prefix: bytes, when: float | None) -> None:
         self._of(prefix).alarm_committed(prefix, when)
@@ -72,19 +72,19 @@ class Alarms:
 
     @property
     def pending(self) -> int:
-        return sum(scheduler.pending for scheduler in self._by_partition.values())
+        return sum(scheduler.pending for scheduler in self._by_shard.values())
 
     @property
     def statistics(self) -> AlarmStatistics:
         total = AlarmStatistics()
-        for scheduler in self._by_partition.values():
+        for scheduler in self._by_shard.values():
             for name in AlarmStatistics.__slots__:
                 setattr(total, name, getattr(total, name) + getattr(scheduler.statistics, name))
         return total
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         async with trio.open_nursery() as nursery:
-            for scheduler in self._by_partition.values():
+            for scheduler in self._by_shard.values():
                 await nursery.start(scheduler.run)
             task_status.started()
 

@@ -3,8 +3,8 @@
 Closing the runtime refuses new instances, stops background work, commits every pending
 write, and closes the LMDB environments. Reopening the same data directory sees every write
 that was durable. ``open_worker_runtime`` is the same runtime in one worker process of
-``roost serve --workers N``: it opens only the partitions the worker owns, serves calls that
-other workers forward to them, and forwards the rest.
+``roost serve --workers N``: it opens only the environment of the partitions the worker owns,
+serves calls that other workers forward to them, and forwards the rest.
 """
 
 from __future__ import annotations
@@ -219,7 +219,7 @@ async def _open(resolved: Config, options: _Options, placement: Placement | None
                 f"{resolved.source}: binding {binding!r}: {cls!r} is not a subclass of runtime.Actor"
             )
     shards = await _open_shards(
-        resolved.data_dir, options, None if placement is None else placement.partitions
+        resolved.data_dir, options, None if placement is None else placement.worker
     )
     host = Host(shards, idle_timeout_seconds=options.idle_timeout, max_inbox=options.max_inbox)
     for shard in shards:
@@ -311,13 +311,13 @@ def _check_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
-async def _open_shards(path: str, options: _Options, partitions: list[int] | None) -> Shards:
+async def _open_shards(path: str, options: _Options, worker: int | None) -> Shards:
     def open_them() -> Shards:
         return open_shards(
             path,
             map_size_bytes=options.map_size,
             max_map_size_bytes=options.max_map_size,
-            partitions=partitions,
+            worker=worker,
         )
 
     if clock.is_virtual():

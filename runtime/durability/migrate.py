@@ -1,10 +1,12 @@
-"""Splitting a one-environment data directory into partitions, once, before serving.
+"""Giving a data directory the environments of N workers, before any of them starts.
 
-The partitions are built beside the old environment in ``partitions.new``, synced, and then
-renamed into place in one step, with their layout file inside: a crash before the rename
-leaves the old environment as the data (the half-built copy is thrown away at the next
-start), a crash after it leaves the partitions as the data (the old environment's files are
-removed at the next start). The caller holds the data directory's lock throughout.
+When N differs from the directory's layout (or the directory still has its one root
+environment), every record is copied into a new generation directory, each into the
+environment of the worker that owns its partition; the environments are synced, and only
+then does ``layout.json`` point at the new generation, in one atomic rename. A crash before
+that leaves the old layout as the data (the half-built generation is removed at the next
+start); a crash after it leaves the new one (the old generation is removed at the next
+start). The caller holds the data directory's lock throughout.
 """
 
 from __future__ import annotations
@@ -16,78 +18,86 @@ import shutil
 from . import keys
 from .env import Environment
 from .partitions import (
-    PARTITIONS_DIR,
-    fsync_directory,
-    partition_count,
+    GENERATION_PREFIX,
+    Layout,
+    environment_path,
+    owner_of,
     partition_of,
+    read_layout,
     write_layout,
 )
 
 log = logging.getLogger("roost.durability")
 
-LMDB_FILES = ("data.mdb", "lock.mdb")
+ROOT_ENVIRONMENT_FILES = ("data.mdb", "lock.mdb")
 ROWS_PER_TRANSACTION = 20_000
 
 
-def ensure_partitioned(data_dir: str, count: int, *, map_size_bytes: int) -> int:
-    """Give ``data_dir`` the partitioned layout (``count`` partitions) unless it has one
-    already; returns its partition count, which never changes once set."""
-    found = partition_count(data_dir)
-    if found is not None:
-        _remove_old_environment(data_dir)
-        return found
-    staging = os.path.join(data_dir, PARTITIONS_DIR + ".new")
-    shutil.rmtree(staging, ignore_errors=True)
-    os.makedirs(staging)
-    moved = 0
-    if os.path.exists(os.path.join(data_dir, LMDB_FILES[0])):
-        moved = _split(data_dir, staging, count, map_size_bytes)
-    write_layout(staging, count)
-    os.rename(staging, os.path.join(data_dir, PARTITIONS_DIR))
-    fsync_directory(data_dir)
-    _remove_old_environment(data_dir)
-    if moved:
-        log.info(
-            "data directory %s split into %d partitions (%d records moved)",
-            data_dir,
-            count,
-            moved,
-            extra={"event": "storage.partitioned", "partitions": count, "records": moved},
-        )
-    return count
+def ensure_layout(data_dir: str, workers: int, partitions: int, *, map_size_bytes: int) -> Layout:
+    """The layout of ``data_dir`` for ``workers``, moving partitions into it if it had
+    another; ``partitions`` counts only for a directory that has no layout yet."""
+    current = read_layout(data_dir)
+    if current is not None and current.workers == workers:
+        _remove_leftovers(data_dir, current)
+        return current
+    count = partitions if current is None else current.partitions
+    if workers > count:
+        raise ValueError(f"{workers} workers are more than the {count} partitions of {data_dir!r}")
+    target = Layout(count, workers, 0 if current is None else current.generation + 1)
+    shutil.rmtree(os.path.join(data_dir, target.directory), ignore_errors=True)
+    sources = _source_paths(data_dir, current)
+    moved = _copy(sources, [environment_path(data_dir, target, w) for w in range(workers)], target, map_size_bytes)
+    write_layout(data_dir, target)
+    _remove_leftovers(data_dir, target)
+    log.info(
+        "data directory %s laid out for %d workers (%d partitions, %d records moved)",
+        data_dir,
+        workers,
+        count,
+        moved,
+        extra={"event": "storage.laid_out", "workers": workers, "partitions": count, "records": moved},
+    )
+    return target
 
 
-def _split(data_dir: str, staging: str, count: int, map_size_bytes: int) -> int:
-    source = Environment(data_dir, map_size_bytes=map_size_bytes, max_map_size_bytes=map_size_bytes, lock=False)
-    targets = [
-        Environment(
-            os.path.join(staging, f"{partition:03d}"),
-            map_size_bytes=map_size_bytes,
-            max_map_size_bytes=map_size_bytes,
-        )
-        for partition in range(count)
-    ]
+def _source_paths(data_dir: str, current: Layout | None) -> list[str]:
+    if current is not None:
+        return [environment_path(data_dir, current, w) for w in range(current.workers)]
+    if os.path.exists(os.path.join(data_dir, ROOT_ENVIRONMENT_FILES[0])):
+        return [data_dir]
+    return []
+
+
+def _copy(sources: list[str], targets: list[str], layout: Layout, map_size_bytes: int) -> int:
+    sizes = {"map_size_bytes": map_size_bytes, "max_map_size_bytes": map_size_bytes}
+    # The sources are the caller's to own (it holds the data directory's lock).
+    opened_sources = [Environment(path, lock=False, **sizes) for path in sources]
+    opened_targets = [Environment(path, **sizes) for path in targets]
     pending: list[list[tuple[bytes, bytes, bytes]]] = [[] for _ in targets]
     moved = 0
     try:
-        for row in source.dump():
-            partition = partition_of(keys.prefix_of_row(row[0], row[1]), count)
-            pending[partition].append(row)
-            moved += 1
-            if len(pending[partition]) >= ROWS_PER_TRANSACTION:
-                targets[partition].load(pending[partition])
-                pending[partition] = []
-        for target, rows in zip(targets, pending, strict=True):
+        for source in opened_sources:
+            for row in source.dump():
+                worker = owner_of(partition_of(keys.prefix_of_row(row[0], row[1]), layout.partitions), layout.workers)
+                pending[worker].append(row)
+                moved += 1
+                if len(pending[worker]) >= ROWS_PER_TRANSACTION:
+                    opened_targets[worker].load(pending[worker])
+                    pending[worker] = []
+        for target, rows in zip(opened_targets, pending, strict=True):
             target.load(rows)
     finally:
-        source.close()
-        for target in targets:
-            target.close()
+        for env in opened_sources + opened_targets:
+            env.close()
     return moved
 
 
-def _remove_old_environment(data_dir: str) -> None:
-    for name in LMDB_FILES:
+def _remove_leftovers(data_dir: str, layout: Layout) -> None:
+    """Generations other than ``layout``'s (old ones, half-built ones) and a root environment."""
+    for name in os.listdir(data_dir):
+        if name.startswith(GENERATION_PREFIX) and name != layout.directory:
+            shutil.rmtree(os.path.join(data_dir, name), ignore_errors=True)
+    for name in ROOT_ENVIRONMENT_FILES:
         try:
             os.remove(os.path.join(data_dir, name))
         except FileNotFoundError:

@@ -1,5 +1,5 @@
 """``Placement``: where this worker process stands among the ``workers`` of ``roost serve
---workers N``, which partitions it owns, and its channel to the others.
+--workers N``, which actors it owns, and its channel to the others.
 
 Partition ``p`` of the data directory's fixed ``partition_count`` is owned by worker
 ``p % workers``; worker ``i`` answers forwarded calls on ``socket_dir/worker-i.sock``.
@@ -13,7 +13,7 @@ from typing import Any
 
 import trio
 
-from ..durability.partitions import owned_by, owner_of, partition_of
+from ..durability.partitions import owner_of, partition_of
 from ..model.host import Host
 from ..errors import ActorError
 from .client import Peers
@@ -30,7 +30,6 @@ class Placement:
         self.workers = workers
         self.partition_count = partition_count
         self.socket_dir = socket_dir
-        self.partitions = owned_by(worker, workers, partition_count)
         self._peers: Peers | None = None
 
     def socket_path(self, worker: int) -> str:

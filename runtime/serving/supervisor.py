@@ -1,10 +1,10 @@
 """``roost serve --workers N``: the supervisor of N worker processes (``worker.py``).
 
 Before any worker starts, the supervisor takes the data directory's lock (held for its whole
-life, so a second server on the directory is refused), gives the directory its partitions
-(splitting a one-environment directory once, crash-safe: ``durability.migrate``), and opens
-the listening socket every worker inherits and accepts on. Worker ``i`` owns the partitions
-``p`` with ``p % N == i``.
+life, so a second server on the directory is refused), lays the directory out for N workers
+(one environment each; when N changed, whole partitions move between them, crash-safe:
+``durability.migrate``), and opens the listening socket every worker inherits and accepts
+on. Worker ``i`` owns the partitions ``p`` with ``p % N == i``.
 
 A worker that dies is started again (after a pause that doubles while it keeps dying soon
 after its start); meanwhile calls for its partitions wait a bounded time and then get 503
@@ -34,7 +34,7 @@ import trio
 
 from ..config import Config
 from ..durability.lock import DirectoryLock
-from ..durability.migrate import ensure_partitioned
+from ..durability.migrate import ensure_layout
 from ..durability.partitions import DEFAULT_PARTITIONS
 from ..errors import ConfigError
 from ..limits import DEFAULT_MAP_SIZE_BYTES
@@ -142,13 +142,15 @@ async def supervise(
         lock = DirectoryLock(directory)
         socket_dir = tempfile.mkdtemp(prefix="roost-workers-")
         try:
-            count = await trio.to_thread.run_sync(
-                lambda: ensure_partitioned(directory, DEFAULT_PARTITIONS, map_size_bytes=DEFAULT_MAP_SIZE_BYTES)
-            )
-            if workers > count:
-                raise ConfigError(
-                    f"--workers {workers} is more than the {count} partitions of data directory {directory!r}"
+            try:
+                layout = await trio.to_thread.run_sync(
+                    lambda: ensure_layout(
+                        directory, workers, DEFAULT_PARTITIONS, map_size_bytes=DEFAULT_MAP_SIZE_BYTES
+                    )
                 )
+            except ValueError as exc:
+                raise ConfigError(f"--workers {workers}: {exc}") from None
+            count = layout.partitions
             listener = _listen(host, port)
             with listener:
                 specs = [
@@ -161,7 +163,6 @@ async def supervise(
                         socket_dir=socket_dir,
                         listen_fd=listener.fileno(),
                         status_fd=-1,
-                        supervisor_pid=os.getpid(),
                         request_timeout=request_timeout,
                         idle_timeout=idle_timeout,
                         log_format=log_format,

@@ -1,18 +1,20 @@
 """One worker process of ``roost serve --workers N``, started by the supervisor.
 
-It owns the partitions ``Placement`` gives it, answers the other workers' calls for them on
+It owns the partitions ``Placement`` gives it (in one LMDB environment), answers the other workers' calls for them on
 its unix socket, and serves HTTP on the listening socket it inherited (every worker accepts
 on the same one). It talks to the supervisor through two pipes: it writes ``ready``,
 ``drained`` or ``error <one line>`` on its status pipe, and reads ``drain`` and ``close``
 on stdin. Draining stops HTTP (in-flight requests finish) while forwarded calls are still
 answered, since another worker's last requests may need this one's actors; ``close`` then
-closes the runtime. End of stdin (the supervisor is gone) means both at once.
+closes the runtime. End of stdin means the supervisor is gone (killed): the worker exits at
+once, as if killed with it, so that none outlives it holding partitions and the port; what
+it acknowledged was durable already.
 """
 
 from __future__ import annotations
 
-import ctypes
 import json
+import logging
 import os
 import signal
 import sys
@@ -24,14 +26,16 @@ from hypercorn.trio import serve as hypercorn_serve
 
 from ..config import Config, load_config, secret_values
 from ..durability.lock import DirectoryLock
-from ..durability.partitions import partition_path
+from ..durability.partitions import environment_path, read_layout
 from ..errors import ConfigError, DataDirectoryLockedError
 from ..observability.logs import configure_logging
 from ..placement.worker import Placement
 from ..system import open_worker_runtime
 from .http_server import hypercorn_settings
 
-PR_SET_PDEATHSIG = 1
+log = logging.getLogger("roost.serve")
+
+EXIT_SUPERVISOR_GONE = 1
 LOCK_WAIT_SECONDS = 5.0
 LOCK_RETRY_SECONDS = 0.05
 
@@ -48,7 +52,6 @@ class WorkerSpec:
     socket_dir: str
     listen_fd: int
     status_fd: int
-    supervisor_pid: int
     request_timeout: float
     idle_timeout: float
     log_format: str
@@ -57,10 +60,8 @@ class WorkerSpec:
 
 def main() -> None:
     spec = WorkerSpec(**json.loads(sys.argv[1]))
-    _die_with_supervisor(spec.supervisor_pid)
-    # Only the supervisor takes signals; a terminal's Ctrl-C reaches it, and it tells us.
+    # The supervisor takes the signals (a terminal's Ctrl-C reaches it) and tells us.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
     status = _Status(spec.status_fd)
@@ -77,7 +78,7 @@ def main() -> None:
 
 async def _serve(spec: WorkerSpec, config: Config, status: _Status) -> None:
     placement = Placement(spec.worker, spec.workers, spec.partitions, spec.socket_dir)
-    await _wait_for_partitions(spec.data_dir, placement.partitions)
+    await _wait_for_environment(spec.data_dir, spec.worker)
     drain = trio.Event()
     close = trio.Event()
     async with open_worker_runtime(
@@ -97,23 +98,25 @@ async def _serve(spec: WorkerSpec, config: Config, status: _Status) -> None:
             nursery.cancel_scope.cancel()
 
 
-async def _wait_for_partitions(data_dir: str, partitions: list[int]) -> None:
-    """Wait a bounded time for partitions still locked by the worker this one replaces (the
-    kernel frees its locks as it finishes dying); ``DataDirectoryLockedError`` past it."""
+async def _wait_for_environment(data_dir: str, worker: int) -> None:
+    """Wait a bounded time while the worker this one replaces still holds the environment
+    (the kernel frees its lock as it finishes dying); ``DataDirectoryLockedError`` past it."""
+    layout = read_layout(data_dir)
+    assert layout is not None, "the supervisor lays the data directory out first"
+    path = environment_path(data_dir, layout, worker)
     deadline = trio.current_time() + LOCK_WAIT_SECONDS
-    for partition in partitions:
-        while True:
-            try:
-                DirectoryLock(partition_path(data_dir, partition)).release()
-                break
-            except DataDirectoryLockedError:
-                if trio.current_time() >= deadline:
-                    raise
-                await trio.sleep(LOCK_RETRY_SECONDS)
+    while True:
+        try:
+            DirectoryLock(path).release()
+            return
+        except DataDirectoryLockedError:
+            if trio.current_time() >= deadline:
+                raise
+            await trio.sleep(LOCK_RETRY_SECONDS)
 
 
 async def _follow_supervisor(drain: trio.Event, close: trio.Event) -> None:
-    """Read ``drain`` and ``close`` from the supervisor; its end of stdin means both."""
+    """Read ``drain`` and ``close`` from the supervisor; exit at the end of stdin."""
     stdin = trio.lowlevel.FdStream(os.dup(sys.stdin.fileno()))
     buffer = b""
     async with stdin:
@@ -129,8 +132,8 @@ async def _follow_supervisor(drain: trio.Event, close: trio.Event) -> None:
                 elif line == b"close":
                     drain.set()
                     close.set()
-    drain.set()
-    close.set()
+    log.warning("the supervisor is gone; exiting", extra={"event": "worker.orphaned"})
+    os._exit(EXIT_SUPERVISOR_GONE)
 
 
 class _Status:
@@ -141,15 +144,6 @@ class _Status:
 
     def send(self, line: str) -> None:
         os.write(self._fd, (" ".join(line.splitlines()) + "\n").encode())
-
-
-def _die_with_supervisor(supervisor_pid: int) -> None:
-    """Ask Linux to SIGKILL this worker when the supervisor dies (``kill -9`` included), so
-    no worker outlives it holding partitions and the port; exit if it is gone already."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    if os.getppid() != supervisor_pid:
-        sys.exit(1)
 
 
 if __name__ == "__main__":

@@ -104,8 +104,8 @@ class ServeProcess:
 
 
 class ReaderTable:
-    """LMDB's reader tables of ``data_dir`` (its one environment, or each of its partitions),
-    watched from this process.
+    """LMDB's reader tables of ``data_dir`` (its root environment, or each worker's), watched
+    from this process.
 
     The environments stay open here (read-only, never starting a transaction, so this
     process takes no slot and clears none). While they are open, a restarted server cannot
@@ -114,8 +114,8 @@ class ReaderTable:
     """
 
     def __init__(self, data_dir: Path) -> None:
-        partitions = sorted((data_dir / "partitions").glob("[0-9][0-9][0-9]"))
-        self._envs = [lmdb.open(str(path), readonly=True, max_dbs=16) for path in partitions or [data_dir]]
+        workers = sorted(data_dir.glob("generation-*/worker-*"))
+        self._envs = [lmdb.open(str(path), readonly=True, max_dbs=16) for path in workers or [data_dir]]
 
     def stale_slots(self) -> int:
         """Reader slots held by processes that no longer exist."""

@@ -238,8 +238,9 @@ def test_changing_the_number_of_workers_keeps_every_actor(app_dir: Path) -> None
         finally:
             assert server.stop() == 0
         if life == 1:
-            assert "split into 16 partitions" in server.log()
-    assert not (app_dir / "state" / "data.mdb").exists()
+            assert "laid out for 2 workers (64 partitions, " in server.log()
+    assert not (app_dir / "state" / "data.mdb").exists()  # the root environment was moved
+    assert [p.name for p in (app_dir / "state").glob("generation-*")] == ["generation-2"]
 
 
 def test_sigterm_drains_in_flight_requests_and_exits_0(app_dir: Path) -> None:
@@ -292,6 +293,23 @@ def test_a_second_server_on_the_data_directory_exits_2(app_dir: Path) -> None:
         assert server.stop() == 0
 
 
+def test_workers_outlive_neither_a_long_run_nor_their_supervisor(app_dir: Path) -> None:
+    server = serve(app_dir, 2)
+    try:
+        workers = server.worker_pids()
+        time.sleep(12)  # past the life of an idle thread of trio's (which started them)
+        assert server.worker_pids() == workers
+        assert values(server.url, ["c"]) == {"c": 0}
+    finally:
+        server.kill_9()
+    deadline = time.monotonic() + 10
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
+    assert "the supervisor is gone; exiting" in server.log()
+    serve(app_dir, 2, "after").stop()  # nothing is left holding the data directory
+
+
 def test_workers_is_checked() -> None:
     done = subprocess.run([ROOST, "serve", "--workers", "0"], capture_output=True, text=True)
     assert done.returncode == 2 and "--workers" in done.stderr
@@ -299,7 +317,7 @@ def test_workers_is_checked() -> None:
 
 def test_a_worker_whose_partition_is_held_stops_the_server_with_one_line(app_dir: Path) -> None:
     serve(app_dir, 2).stop()  # the data directory now has its partitions
-    holder = os.open(app_dir / "state" / "partitions" / "001" / "roost.lock", os.O_RDWR)
+    holder = os.open(app_dir / "state" / "generation-0" / "worker-1" / "roost.lock", os.O_RDWR)
     try:
         fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
         done = subprocess.run(
@@ -309,4 +327,4 @@ def test_a_worker_whose_partition_is_held_stops_the_server_with_one_line(app_dir
         os.close(holder)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("roost: cannot serve: data directory") and "partitions/001" in last, done.stderr
+    assert last.startswith("roost: cannot serve: data directory") and "generation-0/worker-1" in last, done.stderr
