@@ -5,10 +5,12 @@ A call waits a bounded time for its owner to be reachable (a worker being restar
 fails with ``WorkerUnavailableError``: it was not delivered. A call whose connection breaks
 while it runs fails with ``ActorResetError``: its outcome is unknown, as when an actor is
 reset. A cancelled call (a time limit, a caller that gave up) is cancelled on the owner too.
+A worker that stops without dying (SIGSTOP) holds its callers until their own time limits.
 """
 
 from __future__ import annotations
 
+from contextlib import suppress
 from typing import Any
 
 import trio
@@ -23,7 +25,6 @@ from .wire import decode_reply, encode_call
 
 OWNER_WAIT_SECONDS = 5.0
 RECONNECT_PAUSE_SECONDS = 0.05
-SEND_TIMEOUT_SECONDS = 5.0
 
 
 class _Pending:
@@ -38,22 +39,24 @@ class _Connection:
     def __init__(self, worker: int, stream: trio.SocketStream) -> None:
         self.worker = worker
         self._stream = stream
+        self._writer = frames.FrameWriter(stream)
         self._next_id = 0
         self._pending: dict[int, _Pending] = {}
-        self._send_lock = trio.Lock()
         self.closed = False
 
     async def request(self, message: list[Any]) -> tuple[bool, Any]:
         """Send ``message`` and wait for its answer: (ok, value)."""
+        if self.closed:
+            raise WorkerUnavailableError(f"the connection to worker {self.worker} closed; the call was not sent")
         self._next_id += 1
         call_id = self._next_id
         pending = self._pending[call_id] = _Pending()
         try:
-            await self._send([call_id, *message])
+            self._writer.send([call_id, *message])
             await pending.done.wait()
         except trio.Cancelled:
             if not self.closed and pending.reply is None:
-                await self._send([call_id, "cancel"])
+                self._writer.send([call_id, "cancel"])
             raise
         finally:
             del self._pending[call_id]
@@ -63,32 +66,28 @@ class _Connection:
             )
         return pending.reply
 
-    async def _send(self, message: list[Any]) -> None:
-        # A frame is written whole or the connection is dropped: a half-sent frame would
-        # garble every later one. Bounded, so a stopped peer cannot hold the caller forever.
-        data = frames.frame(message)
-        with trio.CancelScope(shield=True, deadline=trio.current_time() + SEND_TIMEOUT_SECONDS) as scope:
-            try:
-                async with self._send_lock:
-                    if self.closed:
-                        return
-                    await self._stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                await self.close()
-        if scope.cancelled_caught:
+    async def run(self) -> None:
+        """Send the requests and read the answers until the connection breaks."""
+        try:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._write)
+                await self._read()
+                nursery.cancel_scope.cancel()
+        finally:
             await self.close()
 
-    async def read_replies(self) -> None:
-        try:
+    async def _read(self) -> None:
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError, ValueError):
             async for call_id, ok, value in frames.messages(self._stream):
                 pending = self._pending.get(call_id)
                 if pending is not None:
                     pending.reply = (ok, value)
                     pending.done.set()
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError, ValueError):
-            pass
-        finally:
-            await self.close()
+
+    async def _write(self) -> None:
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await self._writer.run()
+        await self.close()
 
     async def close(self) -> None:
         if self.closed:
@@ -159,7 +158,7 @@ class Peers:
                         await trio.sleep(RECONNECT_PAUSE_SECONDS)
                 connection = self._connections[worker] = _Connection(worker, stream)
                 assert self._nursery is not None, "Peers.run is not running"
-                self._nursery.start_soon(connection.read_replies)
+                self._nursery.start_soon(connection.run)
                 return connection
         raise WorkerUnavailableError(
             f"worker {worker}, the owner of this actor, is not running (restarting?);"

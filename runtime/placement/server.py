@@ -54,12 +54,7 @@ async def serve(
 
 async def _serve_connection(host: Host, statistics: Statistics, stream: trio.SocketStream) -> None:
     scopes: dict[int, trio.CancelScope] = {}
-    send_lock = trio.Lock()
-
-    async def answer(message: list[Any]) -> None:
-        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            async with send_lock:
-                await stream.send_all(frames.frame(message))
+    writer = frames.FrameWriter(stream)
 
     async def run(call_id: int, work: Callable[[], Awaitable[Any]]) -> None:
         with trio.CancelScope() as scope:
@@ -71,10 +66,11 @@ async def _serve_connection(host: Host, statistics: Statistics, stream: trio.Soc
             finally:
                 del scopes[call_id]
         if not scope.cancelled_caught:
-            await answer(reply)
+            writer.send(reply)
 
     async with stream, trio.open_nursery() as nursery:
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError, ValueError):
+            nursery.start_soon(_write, writer, nursery.cancel_scope)
             async for message in frames.messages(stream):
                 call_id, kind = message[0], message[1]
                 if kind == "cancel":
@@ -86,6 +82,12 @@ async def _serve_connection(host: Host, statistics: Statistics, stream: trio.Soc
                     nursery.start_soon(run, call_id, partial(_statistics, statistics))
         # The caller is gone: what it asked for is cancelled, as if it had been.
         nursery.cancel_scope.cancel()
+
+
+async def _write(writer: frames.FrameWriter, connection: trio.CancelScope) -> None:
+    with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+        await writer.run()
+    connection.cancel()  # the caller cannot hear answers any more
 
 
 async def _call(

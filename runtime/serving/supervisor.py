@@ -54,7 +54,14 @@ LONGEST_RESTART_PAUSE_SECONDS = 10.0
 
 
 class WorkerStartError(Exception):
-    """A worker could not start; the message is its one line."""
+    """A worker could not start; the message is its one line. ``reported`` when the worker
+    said why (its configuration, its partitions locked), not when it died without a word
+    (killed while it started)."""
+
+    def __init__(self, message: str, *, reported: bool, status: int) -> None:
+        super().__init__(message)
+        self.reported = reported
+        self.status = status
 
 
 class _Worker:
@@ -75,6 +82,7 @@ class _Worker:
         """Start the process and wait until it serves; ``WorkerStartError`` if it cannot."""
         read_end, write_end = os.pipe()
         spec = json.dumps(asdict(self.spec) | {"status_fd": write_end})
+        self.started_at = trio.current_time()
         try:
             self.process = await trio.lowlevel.open_process(
                 [sys.executable, "-m", "runtime.serving.worker", spec],
@@ -89,12 +97,26 @@ class _Worker:
         self.drained = trio.Event()
         line = await self.next_status()
         if line == "ready":
-            self.started_at = trio.current_time()
             return
-        status = await self.process.wait()
+        status = await self.exited()
         if line is not None and line.startswith("error "):
-            raise WorkerStartError(line.removeprefix("error "))
-        raise WorkerStartError(f"worker {self.index} exited with status {status} before it was ready")
+            raise WorkerStartError(line.removeprefix("error "), reported=True, status=status)
+        raise WorkerStartError(
+            f"worker {self.index} exited with status {status} before it was ready", reported=False, status=status
+        )
+
+    async def exited(self) -> int:
+        """Follow the status pipe until the process dies; its exit status. Its pipes close."""
+        assert self.process is not None and self._status is not None
+        while (line := await self.next_status()) is not None:
+            if line == "drained":
+                self.drained.set()
+        status = await self.process.wait()
+        if self.process.stdin is not None:
+            await self.process.stdin.aclose()
+        await self._status.aclose()
+        self.drained.set()
+        return status
 
     async def next_status(self) -> str | None:
         """The next line on the status pipe; None once the process closed it (it died)."""
@@ -232,19 +254,10 @@ async def _run(
 
 
 async def _keep_alive(worker: _Worker, stop: trio.Event, outcome: list[int]) -> None:
-    """Follow one worker's status; start it again when it dies, unless the server stops."""
-    while True:
-        line = await worker.next_status()
-        if line == "drained":
-            worker.drained.set()
-            continue
-        if line is not None:
-            continue
-        assert worker.process is not None
-        status = await worker.process.wait()
-        worker.drained.set()
-        if stop.is_set():
-            return
+    """Start a worker again each time it dies, unless the server stops or the worker says why
+    it cannot start (then the server stops with exit status 2)."""
+    status = await worker.exited()
+    while not stop.is_set():
         quick = trio.current_time() - worker.started_at < STABLE_SECONDS
         worker.quick_deaths = worker.quick_deaths + 1 if quick else 0
         pause = 0.0
@@ -263,11 +276,15 @@ async def _keep_alive(worker: _Worker, stop: trio.Event, outcome: list[int]) -> 
         try:
             await worker.start()
         except WorkerStartError as exc:
-            print(f"roost: cannot serve: {exc}", file=sys.stderr)
-            outcome.append(EXIT_BAD_CONFIG)
-            stop.set()
-            return
+            if exc.reported:
+                print(f"roost: cannot serve: {exc}", file=sys.stderr)
+                outcome.append(EXIT_BAD_CONFIG)
+                stop.set()
+                return
+            status = exc.status
+            continue
         log.info("worker %d serves again", worker.index, extra={"event": "worker.started", "worker": worker.index})
+        status = await worker.exited()
 
 
 async def _sleep_unless(stop: trio.Event, seconds: float) -> None:
