@@ -33,12 +33,14 @@ soak: $(STAMP)
 		tests/reliability/test_http_fuzz.py tests/reliability/test_config_fuzz.py tests/reliability/test_faults.py
 	$(BIN)/python tests/reliability/soak.py
 
+# The HTTP benchmarks drive roost serve with wrk, installed first if missing (apt-get).
 bench: $(STAMP)
+	bash benchmarks/install_wrk.sh
 	$(BIN)/python -m benchmarks
 
-# Roost side by side with Miniflare, Huey and RQ (see docs/comparison.md). Installs the peers into
-# benchmarks/peers (.venv, node_modules) and redis-server if missing. ARGS=--quick for a
-# short run.
+# Roost side by side with Miniflare, Restate, Huey and RQ (see docs/comparison.md). Installs the
+# peers into benchmarks/peers (.venv, node_modules), and redis-server and wrk if missing.
+# ARGS=--quick for a short run.
 bench-peers:
 	bash benchmarks/peers/install.sh
 	benchmarks/peers/.venv/bin/python -m benchmarks.peers $(ARGS)

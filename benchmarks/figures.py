@@ -1,8 +1,9 @@
-"""The values a benchmark produces: figures with units, optional targets, and problems.
+"""The values a benchmark produces: figures with units, optional targets, problems and notes.
 
 A figure is one measured number; a target says what it should reach. Problems are
 misbehaviour seen while measuring (wrong counts, resets, a crash), reported apart from
-targets so a slow figure and a broken runtime are never confused.
+targets so a slow figure and a broken runtime are never confused. Notes say what was not
+measured and why (a figure then has no value), and are neither.
 """
 
 from __future__ import annotations
@@ -70,6 +71,7 @@ class BenchmarkResult:
     figures: list[Figure] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what was not measured, and why
     error: str | None = None
     seconds: float = 0.0
 

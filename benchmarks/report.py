@@ -1,8 +1,9 @@
 """Presenting a run: the text table with targets, and the JSON document.
 
 The table lists every figure under its benchmark's title with its target and pass/fail;
-problems (runtime misbehaviour) and crashes follow it. The JSON holds the same figures
-with units, plus machine facts, settings and each benchmark's raw details.
+notes (what was not measured), problems (runtime misbehaviour) and crashes follow it. The
+JSON holds the same figures with units, plus machine facts, settings and each benchmark's
+raw details.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def render_table(results: list[BenchmarkResult]) -> str:
     lines += [_format_row(row, widths) for row in rows]
     lines.append(rule)
     for result in results:
+        lines += [f"NOTE in {result.name}: {note}" for note in result.notes]
         lines += [f"PROBLEM in {result.name}: {problem}" for problem in result.problems]
         if result.error:
             last = result.error.strip().splitlines()[-1]
@@ -73,6 +75,7 @@ def build_document(
                 "seconds": round(r.seconds, 3),
                 "figures": {f.key: f.as_json() for f in r.figures},
                 "problems": r.problems,
+                "notes": r.notes,
                 "error": r.error,
                 "details": r.details,
             }

@@ -18,13 +18,13 @@ from typing import Any
 
 from ..machine import machine_info
 from ..suite import BENCHMARKS, Benchmark, Settings, run_one
-from . import job_queues, miniflare, workloads
+from . import job_queues, miniflare, restate_peer, workloads
 from .comparison import ROOST, Runs, compare, render_markdown, render_text, rows
 from .workloads import Peer
 
 RESULTS = Path(__file__).resolve().parent.parent / "results"
 WORKLOADS = ("http-1", "http-1000", "queues", "alarms")
-PEERS: tuple[Peer, ...] = (miniflare.PEER, job_queues.HUEY, job_queues.RQ)
+PEERS: tuple[Peer, ...] = (miniflare.PEER, restate_peer.PEER, job_queues.HUEY, job_queues.RQ)
 WATCHDOG_SECONDS = 600.0
 
 
@@ -100,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         ),
         runs,
         {w: p for w, p in taking_part.items() if w in chosen},
+        missing,
     )
     machine = machine_info(Path.cwd(), load_at_start=load_at_start)
     notes = _notes(runs, taking_part, missing)
@@ -131,6 +132,7 @@ def _notes(runs: Runs, taking_part: dict[str, list[str]], missing: dict[str, str
     notes = [f"{name}: not installed: {reason}" for name, reason in missing.items()]
     for workload, peers in taking_part.items():
         for system in (ROOST, *peers):
+            notes += [f"{system}, {workload}: {note}" for note in runs.notes(workload, system)]
             notes += [f"{system}, {workload}: {problem}" for problem in runs.problems(workload, system)]
     return notes
 

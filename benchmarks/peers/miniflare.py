@@ -21,8 +21,8 @@ from pathlib import Path
 
 import trio
 
-from .. import http_load
 from ..queues import BATCH
+from ..wrk import Counters
 from .processes import Process
 from .workloads import PRODUCERS, Peer, chunks
 
@@ -91,9 +91,14 @@ def _started(directory: Path, **options: bool) -> Iterator[_Miniflare]:
 
 
 @contextmanager
-def serve_http(directory: Path) -> Iterator[int]:
+def serve_http(directory: Path) -> Iterator[Counters]:
     with _started(directory) as miniflare:
-        yield miniflare.port
+        yield Counters(
+            port=miniflare.port,
+            increment_path="/actors/COUNTERS/{name}/increment",
+            read_path="/actors/COUNTERS/{name}/",
+            read_value=lambda answer: answer["value"],
+        )
 
 
 class _Queue:
@@ -122,7 +127,7 @@ class _Queue:
                     request = f"POST {path} HTTP/1.1\r\nHost: roost\r\nContent-Length: 0\r\n\r\n"
                     while True:
                         await stream.send_all(request.encode())
-                        status, body, buffer, _ = await http_load._read_response(stream, buffer)
+                        status, body, buffer, _ = await _read_response(stream, buffer)
                         if status == 200:
                             break
                         if status != 500 or b"sendBatch failed" not in body:
@@ -192,3 +197,25 @@ PEER = Peer(
     queue=serve_queue,
     alarms=serve_alarms,
 )
+
+
+async def _read_response(stream: trio.SocketStream, buffer: bytes) -> tuple[int, bytes, bytes, bool]:
+    """(status, body, bytes left over, whether the server closes the connection) of the next
+    response on ``stream``."""
+    while True:
+        head, separator, rest = buffer.partition(b"\r\n\r\n")
+        if separator:
+            length, close = 0, False
+            for line in head.split(b"\r\n")[1:]:
+                name, _, value = line.partition(b":")
+                name = name.strip().lower()
+                if name == b"content-length":
+                    length = int(value)
+                elif name == b"connection":
+                    close = value.strip().lower() == b"close"
+            if len(rest) >= length:
+                return int(head.split(b" ", 2)[1]), rest[:length], rest[length:], close
+        data = await stream.receive_some(65536)
+        if not data:
+            raise ConnectionError("the server closed the connection before its answer")
+        buffer += data

@@ -58,7 +58,8 @@ class Process:
                 return found
             time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"{self.command[0]} did not show {what}; its log:\n{self.log()[-3000:]}")
+        program = Path(self.command[0]).name
+        raise RuntimeError(f"{program} did not show {what}; its log:\n{self.log()[-3000:]}")
 
     def stop(self) -> int:
         """SIGTERM the process's group, SIGKILL it after a grace period; the exit code.

@@ -4,8 +4,8 @@ Roost's side runs the suite's own benchmarks unchanged; these functions give a p
 same work and report figures under the same keys (``http-1.requests_per_second``,
 ``queues.end_to_end``, ``alarms.spread.p99``, ...), so both land in one table:
 
-- HTTP: benchmarks/http_load.py's own load generator (its connections, request paths and
-  count check) against the peer's port.
+- HTTP: wrk with benchmarks/wrk.py's script and count check (the same connections and
+  duration) against the peer's counters.
 - Queues: ``queue_messages`` sent in batches of 100 by 4 producers while one consumer acks
   them, first send to last ack; then ``queue_failing`` messages that each fail once.
 - Alarms: ``alarm_actors`` alarms (or delayed jobs) due 5 s ahead at the same second, then
@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-import trio
-
-from .. import http_load
+from .. import wrk
 from ..alarms import LEAD_SECONDS, SPREAD_SECONDS
 from ..figures import BenchmarkResult, Target
+from ..http_wrk import add_run_figures
 from ..latency import summarize
 from ..queues import BATCH
 from ..suite import Settings
+from ..wrk import Counters
 
 PRODUCERS = 4
 POLL_SECONDS = 0.01
@@ -69,31 +69,25 @@ class Peer:
     name: str
     setup: str
     unavailable: Callable[[], str | None]
-    http: Callable[[Path], AbstractContextManager[int]] | None = None
+    http: Callable[[Path], AbstractContextManager[Counters]] | None = None
     queue: Callable[[Path, bool], AbstractContextManager[QueueSystem]] | None = None
     alarms: Callable[[Path], AbstractContextManager[AlarmSystem]] | None = None
 
 
 def http_increments(
-    start: Callable[[Path], AbstractContextManager[int]], settings: Settings, directory: Path, *, actors: int
+    start: Callable[[Path], AbstractContextManager[Counters]],
+    settings: Settings,
+    directory: Path,
+    *,
+    actors: int,
 ) -> BenchmarkResult:
-    """benchmarks/http_load.py's load against the port ``start`` yields."""
-    result = BenchmarkResult(f"http-{actors}", f"HTTP durable increment, {actors} actor(s)")
-    with start(directory) as port:
-        load = http_load._Load(port, actors, settings.http_seconds, settings.max_calls)
-        elapsed = trio.run(load.run, settings.http_connections)
-        mismatch = trio.run(load.verify)
-    summary = summarize(load.latencies)
-    errors = sum(count for status, count in load.statuses.items() if status != 200)
-    result.add("requests_per_second", "requests/s", len(load.latencies) / elapsed, "req/s")
-    result.add("p50", "latency p50", summary.p50_ms, "ms")
-    result.add("p99", "latency p99", summary.p99_ms, "ms")
-    result.add("errors", "non-200 answers", errors, "responses", Target("<=", 0))
-    result.add("connection_errors", "connections reset or refused", load.connection_errors, "connections")
-    result.details.update(
-        statuses=load.statuses, requests=len(load.latencies), in_doubt=load.doubtful, seconds=elapsed
-    )
-    result.check(mismatch is None, mismatch or "")
+    """benchmarks/wrk.py's load and count check against the counters ``start`` yields."""
+    result = BenchmarkResult(f"http-{actors}", f"HTTP durable increment (wrk), {actors} actor(s)")
+    with start(directory) as counters:
+        run = wrk.run_increments(
+            counters, actors=actors, connections=settings.http_connections, seconds=settings.http_seconds
+        )
+    add_run_figures(result, "", "", run)
     return result
 
 

@@ -80,13 +80,13 @@ async function route(request, env) {
   const url = new URL(request.url);
   const parts = url.pathname.split("/").filter(Boolean);
   const post = request.method === "POST";
-  // POST /actors/COUNTERS/{name}/increment and POST /rpc/COUNTERS/{name}/value, the
-  // paths benchmarks/http_load.py sends to roost serve.
+  // POST /actors/COUNTERS/{name}/increment and GET /actors/COUNTERS/{name}/, the paths
+  // benchmarks/wrk.py sends to roost serve.
   if (post && parts.length === 4 && parts[0] === "actors" && parts[3] === "increment") {
     return json({ value: await named(env.COUNTERS, parts[2]).increment() });
   }
-  if (post && parts.length === 4 && parts[0] === "rpc" && parts[3] === "value") {
-    return json({ result: await named(env.COUNTERS, parts[2]).value() });
+  if (!post && parts.length === 3 && parts[0] === "actors") {
+    return json({ value: await named(env.COUNTERS, parts[2]).value() });
   }
   // POST /queue/send?start=N: one sendBatch of 100 messages numbered from N.
   if (post && url.pathname === "/queue/send") {
