@@ -225,6 +225,38 @@ def test_kill_9_of_one_worker_loses_nothing_acknowledged(app_dir: Path) -> None:
         assert server.stop() == 0
 
 
+def test_a_worker_killed_while_it_starts_is_started_again(app_dir: Path) -> None:
+    server = serve(app_dir, 2)
+    try:
+        client = Client(server.url)
+        names = [f"s{n}" for n in range(10)]
+        for name in names:
+            client.rpc("COUNTERS", name, "increment")
+        client.close()
+        first = server.worker_pids()
+        os.kill(first[0], signal.SIGKILL)
+        replacement = _new_pid(server, set(first))
+        os.kill(replacement, signal.SIGKILL)  # before it serves: it is still importing
+        deadline = time.monotonic() + 30
+        while len(server.worker_pids()) < 2 or "serves again" not in server.log():
+            assert time.monotonic() < deadline, server.log()
+            time.sleep(0.05)
+        assert "cannot serve" not in server.log()
+        assert values(server.url, names) == {name: 1 for name in names}
+    finally:
+        assert server.stop() == 0
+
+
+def _new_pid(server: ServeProcess, known: set[int]) -> int:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        fresh = set(server.worker_pids()) - known
+        if fresh:
+            return fresh.pop()
+        time.sleep(0.001)
+    raise AssertionError(f"no worker was started again:\n{server.log()}")
+
+
 def test_changing_the_number_of_workers_keeps_every_actor(app_dir: Path) -> None:
     names = [f"n{n}" for n in range(30)]
     expected: Counter[str] = Counter()
