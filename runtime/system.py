@@ -38,6 +38,7 @@ from .model.host import Host, NamespaceInfo
 from .model.stubs import Namespace
 from .observability.tracing import Tracing, open_tracing
 from .placement.worker import Placement
+from .triggers import CRON_BINDING, TRIGGERS_BINDING, CronActor, CronTriggers
 
 log = logging.getLogger("roost.runtime")
 
@@ -149,6 +150,7 @@ async def open_runtime(
     queues: list[Mapping[str, Any]] | None = None,
     vars: Mapping[str, str] | None = None,
     webhooks: list[Mapping[str, Any]] | None = None,
+    triggers: list[Mapping[str, Any]] | None = None,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
     max_inbox: int = DEFAULT_MAX_INBOX,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
@@ -159,7 +161,8 @@ async def open_runtime(
     """Open a runtime on ``data_dir`` and close it cleanly when the block exits.
 
     ``config`` is what ``load_config`` returns or a dict shaped like ``roost.toml``; keyword
-    arguments add to it. ``idle_timeout`` (seconds) is how long an idle instance stays in
+    arguments add to it (``triggers=[{"cron", "binding", "name"}]``: cron triggers, as
+    ``[[triggers.crons]]`` tables). ``idle_timeout`` (seconds) is how long an idle instance stays in
     memory; ``max_inbox`` how many events may be pending for one actor before callers get
     ``OverloadedError``. ``request_timeout`` (seconds) is how long an HTTP request to
     ``rt.asgi_app`` may take before it is cancelled and answered 504. ``map_size`` is the
@@ -167,7 +170,13 @@ async def open_runtime(
     ``ConfigError`` for a bad configuration.
     """
     resolved = _resolve_config(
-        config, data_dir=data_dir, actors=actors, queues=queues, vars=vars, webhooks=webhooks
+        config,
+        data_dir=data_dir,
+        actors=actors,
+        queues=queues,
+        vars=vars,
+        webhooks=webhooks,
+        triggers=triggers,
     )
     options = _Options(idle_timeout, max_inbox, request_timeout, map_size, max_map_size, extensions)
     async with _open(resolved, options, None) as rt:
@@ -209,7 +218,7 @@ async def _open(resolved: Config, options: _Options, placement: Placement | None
     _check_positive("max_inbox", options.max_inbox)
     _check_positive("request_timeout", options.request_timeout)
     loaded = [load_extension(path) for path in options.extensions]
-    classes = dict(resolved.actors)
+    classes: dict[str, type] = {**resolved.actors, CRON_BINDING: CronActor}
     for extension in loaded:
         if hasattr(extension, "namespaces"):
             classes.update(extension.namespaces(resolved))
@@ -239,6 +248,7 @@ async def _open(resolved: Config, options: _Options, placement: Placement | None
         namespace = rt._bind(host.add_namespace(binding, cls))
         if binding in resolved.actors:
             bindings[binding] = namespace
+    triggers = bindings[TRIGGERS_BINDING] = CronTriggers(resolved.triggers, rt.namespaces)
     for extension in loaded:
         if hasattr(extension, "bindings"):
             bindings.update(extension.bindings(rt))
@@ -249,7 +259,7 @@ async def _open(resolved: Config, options: _Options, placement: Placement | None
             for shard in shards:
                 await nursery.start(shard.committer.run)
             background = trio.CancelScope()
-            await nursery.start(_run_background, background, host, alarms, rt, loaded)
+            await nursery.start(_run_background, background, host, alarms, rt, loaded, triggers)
             try:
                 yield rt
             except BaseException as exc:
@@ -276,11 +286,13 @@ async def _run_background(
     alarms: Alarms,
     rt: Runtime,
     loaded: list[Extension],
+    triggers: CronTriggers,
     *,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """The host's tasks, the alarms and the extensions' background work, cancelled together
-    at close (after which the committer commits what they wrote)."""
+    """The host's tasks, the alarms, the arming of cron triggers and the extensions'
+    background work, cancelled together at close (after which the committer commits what
+    they wrote)."""
     with scope:
         async with trio.open_nursery() as nursery:
             await nursery.start(host.run)
@@ -288,6 +300,12 @@ async def _run_background(
                 # Before anything that may call another worker: alarms, the extensions.
                 await nursery.start(rt.placement.serve, host, rt.statistics)
             await nursery.start(alarms.run)
+            crons = host.namespaces[CRON_BINDING]
+            nursery.start_soon(
+                triggers.arm,
+                rt.namespace(CRON_BINDING),
+                lambda actor_id: host.shards.for_prefix(crons.key + actor_id.raw) is not None,
+            )
             for extension in loaded:
                 if hasattr(extension, "start"):
                     nursery.start_soon(extension.start, rt)

@@ -34,7 +34,8 @@ class Message:
             self.outcome = (ACK, None)
 
     def retry(self, delay_seconds: float | None = None) -> None:
-        """Deliver this message again, after ``delay_seconds`` (default: the queue's retry_delay).
+        """Deliver this message again, after ``delay_seconds`` (default: the queue's retry_delay,
+        doubled per attempt up to max_retry_delay with ``retry_backoff = "exponential"``).
 
         A delay that is not a number within 0..43,200 s raises ``QueueLimitError`` here, in
         the handler (even when the message's outcome was decided already), and decides

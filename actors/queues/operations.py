@@ -1,6 +1,7 @@
-"""A queue's operations besides delivery: peek and redrive on a ``QueueStore``, how peek and
-pull show a message, and the checks of their arguments (and of a pull's), which raise
-``QueueLimitError`` before anything changes. Scheduling is the queue actor's.
+"""A queue's operations besides delivery: peek (with each message's next attempt) and redrive
+on a ``QueueStore``, how peek and pull show a message, and the checks of their arguments (and
+of a pull's), which raise ``QueueLimitError`` before anything changes. Scheduling is the queue
+actor's.
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ MAX_VISIBILITY_TIMEOUT_SECONDS = 43_200
 
 
 async def peek(store: QueueStore, limit: int) -> list[dict[str, Any]]:
-    """The first ``limit`` stored messages, oldest first, unchanged."""
+    """The first ``limit`` stored messages, oldest first, unchanged, each with
+    ``next_attempt_at``: when a message waiting out a delay (a retry's, or its send's) becomes
+    deliverable again, in epoch seconds; None for one ready now or in flight."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PEEK:
         raise QueueLimitError(f"peek limit must be an int in 1..{MAX_PEEK}, got {limit!r}")
     await store.load_more(limit)
@@ -31,7 +34,16 @@ async def peek(store: QueueStore, limit: int) -> list[dict[str, Any]]:
             break
         entries.append(entry)
     messages = await store.messages(entries)
-    return [view(message, entry) for message, entry in zip(messages, entries, strict=True)]
+    moment = now()
+    return [
+        {**view(message, entry), "next_attempt_at": _next_attempt_at(entry, moment)}
+        for message, entry in zip(messages, entries, strict=True)
+    ]
+
+
+def _next_attempt_at(entry: Entry, moment: float) -> float | None:
+    # A delayed entry may be due already and not yet promoted to ready: it is ready now.
+    return entry.visible_at if entry.state in WAITING and entry.visible_at > moment else None
 
 
 def check_pull(batch_size: Any, visibility_timeout: Any) -> None:

@@ -1,8 +1,9 @@
 """``QueueOutcomes``: what becomes of messages whose delivery, pull lease or retention period ended:
-acked ones go, retried ones wait (or die past ``max_retries``), ended leases make them visible,
-expired ones go (or to the dead-letter queue); it keeps the counters. Must stay true: a message
-leaves storage only when acked or expired, or once it is durable in the dead-letter queue.
-Starts no delivery: the queue actor does, after an outcome.
+acked ones go, retried ones wait (their explicit delay, or the consumer's backoff: ``redelivery``)
+or die past ``max_retries``, ended leases make them visible, expired ones go (or to the
+dead-letter queue); it keeps the counters. Must stay true: a message leaves storage only when
+acked or expired, or once it is durable in the dead-letter queue. Starts no delivery: the
+queue actor does, after an outcome.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from runtime import now
 
 from .index import Entry
 from .message import ACK
+from .redelivery import redelivery_delay_seconds
 from .store import QueueStore
 from .telemetry import log_expired, log_settled
 
@@ -45,7 +47,9 @@ class QueueOutcomes:
             elif entry.attempts > settings.max_retries:
                 dead.append(entry)
             else:
-                index.release(entry, moment + (settings.retry_delay if delay is None else delay), moment)
+                if delay is None:
+                    delay = redelivery_delay_seconds(settings, entry.attempts)
+                index.release(entry, moment + delay, moment)
                 retried.append(entry)
         if retried or dead:
             failed = list(

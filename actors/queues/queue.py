@@ -164,7 +164,9 @@ class Queue:
         return await self._registry.actor(self.name).metrics()
 
     async def peek(self, limit: int = 10) -> list[dict[str, Any]]:
-        """The oldest ``limit`` messages, unchanged: id, body, content_type, attempts, timestamp."""
+        """The oldest ``limit`` messages, unchanged: id, body, content_type, attempts, timestamp,
+        correlation_id, dead_letter, and next_attempt_at (epoch seconds: when a message waiting
+        out a retry delay or a send delay is delivered again; None when ready or in flight)."""
         messages = await self._registry.actor(self.name).peek(limit)
         for message in messages:
             message["body"] = decode_body(message["body"], message["content_type"])
@@ -199,7 +201,8 @@ class Queue:
 
     async def retry(self, lease_ids: list[str], delay_seconds: float | None = None) -> int:
         """Make pulled messages visible again, after ``delay_seconds`` (at most 43,200 s;
-        default: the queue's retry_delay); past max_retries they go to the dead-letter queue."""
+        default: the queue's retry_delay, growing per attempt with exponential retry_backoff);
+        past max_retries they go to the dead-letter queue."""
         delay = None if delay_seconds is None else check_delay(delay_seconds)
         retries = [[lease, delay] for lease in _lease_list(lease_ids)]
         return (await self._registry.actor(self.name).settle_leases([], retries))["retried"]

@@ -122,7 +122,14 @@ async def peek(rt: Any, request: Request, name: str) -> Response:
     except ValueError:
         raise QueueLimitError("limit must be an integer") from None
     messages = await rt.env[REGISTRY_BINDING].actor(name).peek(limit)
-    return Response({"messages": [_wire(m) for m in messages]})
+    return Response({"messages": [_peeked(m) for m in messages]})
+
+
+def _peeked(message: dict[str, Any]) -> dict[str, Any]:
+    """A peeked message as JSON: as ``_wire``, its next attempt in milliseconds (or null)."""
+    wire = _wire(message)
+    at = wire.pop("next_attempt_at")
+    return {**wire, "next_attempt_at_ms": None if at is None else int(at * 1000)}
 
 
 async def pull(rt: Any, request: Request, name: str) -> Response:

@@ -5,9 +5,17 @@ Frozen dataclasses and the defaults they carry; no parsing (``parse`` makes them
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from ..limits import DEFAULT_CONSUMER_MAX_WALL_TIME_SECONDS, DEFAULT_MESSAGE_RETENTION_SECONDS
+from .cron import CronExpression
+
+# How a consumer's redelivery delay grows with a message's attempts (``retry_backoff``).
+FIXED_BACKOFF = "fixed"
+EXPONENTIAL_BACKOFF = "exponential"
+RETRY_BACKOFFS = (FIXED_BACKOFF, EXPONENTIAL_BACKOFF)
+DEFAULT_MAX_RETRY_DELAY_SECONDS = 3600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +31,9 @@ class QueueConfig:
     max_retries: int = 3
     dead_letter_queue: str | None = None
     max_concurrency: int = 1
-    retry_delay: float = 0.0
+    retry_delay: float = 0.0  # the delay before a redelivery; with exponential backoff, the first
+    retry_backoff: str = FIXED_BACKOFF
+    max_retry_delay: float = DEFAULT_MAX_RETRY_DELAY_SECONDS  # exponential backoff's cap
     max_wall_time: float = DEFAULT_CONSUMER_MAX_WALL_TIME_SECONDS
     dead_letter_expired: bool = False  # expired messages go to dead_letter_queue, not away
     message_retention_period: float = DEFAULT_MESSAGE_RETENTION_SECONDS
@@ -50,6 +60,22 @@ class RouteConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class CronTrigger:
+    """``[[triggers.crons]]``: at each slot of ``cron`` (UTC), ``scheduled(event)`` of actor
+    ``name`` of namespace ``binding`` runs."""
+
+    cron: CronExpression
+    binding: str
+    name: str
+    table: str = field(default="triggers.crons", compare=False)  # where it was given, for errors
+
+    @property
+    def identity(self) -> str:
+        """What makes the trigger itself: changing any part of it makes another trigger."""
+        return json.dumps([self.cron.normalized, self.binding, self.name])
+
+
+@dataclass(frozen=True, slots=True)
 class HttpConfig:
     """``[http]``: ``internal_token`` names the var whose value guards the internal routes
     (``/actors``, ``/rpc``, ``/queues``, ``/jobs``, ``/metrics``); None leaves them open."""
@@ -67,3 +93,4 @@ class Config:
     webhooks: dict[str, WebhookConfig] = field(default_factory=dict)
     routes: list[RouteConfig] = field(default_factory=list)
     http: HttpConfig = HttpConfig()
+    triggers: tuple[CronTrigger, ...] = ()

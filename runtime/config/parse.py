@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from .checks import Where, binding_name, expect, import_class, queue_name, required, unknown
 from .model import Config, HttpConfig, RouteConfig, WebhookConfig
 from .queues import add_dead_letter_queues, queues_from_code, queues_from_toml
+from .triggers import check_triggers, cron_triggers, triggers_from_toml
 
 # A var is a secret (never written to a log line) when a [[webhooks]] names it, or when its
 # name says so.
@@ -24,6 +25,7 @@ _TOP_KEYS = {
     "webhooks",
     "routes",
     "http",
+    "triggers",
     "name",
     "main",
     "compatibility_date",
@@ -75,7 +77,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
     webhooks = _webhooks(entries, where, "webhooks")
     routes = _routes(expect(data.get("routes", []), list, where, "routes", "an array of tables"), where)
     http = _http(data.get("http", {}), where)
-    config = Config(source, data_dir, actors, queues, variables, webhooks, routes, http)
+    triggers = triggers_from_toml(data.get("triggers", {}), where)
+    config = Config(source, data_dir, actors, queues, variables, webhooks, routes, http, triggers)
     check_bindings(config)
     return config
 
@@ -88,6 +91,7 @@ def merge(
     queues: list[Mapping[str, Any]] | None,
     vars: Mapping[str, str] | None,
     webhooks: list[Mapping[str, Any]] | None = None,
+    triggers: list[Mapping[str, Any]] | None = None,
 ) -> Config:
     """``config`` plus the keyword arguments of ``open_runtime`` (which add to it)."""
     where = Where(config.source)
@@ -108,6 +112,9 @@ def merge(
         {**config.webhooks, **_webhooks(webhooks or [], where, "webhooks")},
         config.routes,
         config.http,
+        cron_triggers(
+            expect(triggers or [], list, where, "triggers", "a list"), where, "triggers", config.triggers
+        ),
     )
     check_bindings(result)
     return result
@@ -127,7 +134,8 @@ def secret_values(config: Config) -> list[str]:
 
 def check_bindings(config: Config) -> None:
     """Every env name is bound once: across actors, queue producers and vars; every webhook
-    names a declared queue and var; the internal token names a var that is not empty."""
+    names a declared queue and var; the internal token names a var that is not empty; every
+    cron trigger names an actor that has a ``scheduled`` handler."""
     token = config.http.internal_token
     if token is not None:
         if token not in config.vars:
@@ -158,6 +166,7 @@ def check_bindings(config: Config) -> None:
                 f"{config.source}: [{table}] binding {name!r} is already bound in [{seen[name]}]"
             )
         seen[name] = table
+    check_triggers(config)
 
 
 def _vars(table: Any, where: Where) -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import Any
 
 from ..limits import MAX_MESSAGE_RETENTION_SECONDS, MIN_MESSAGE_RETENTION_SECONDS
 from .checks import Range, Where, binding_name, expect, import_class, queue_name, ranged, required, unknown
-from .model import QueueConfig
+from .model import DEFAULT_MAX_RETRY_DELAY_SECONDS, EXPONENTIAL_BACKOFF, RETRY_BACKOFFS, QueueConfig
 
 # The range of each consumer setting.
 CONSUMER_SETTINGS: dict[str, Range] = {
@@ -19,13 +19,14 @@ CONSUMER_SETTINGS: dict[str, Range] = {
     "max_retries": (int, 0, 100),
     "max_concurrency": (int, 1, 250),
     "retry_delay": ((int, float), 0, 43200),  # Cloudflare's cap on a delay: 12 hours
+    "max_retry_delay": ((int, float), 0, 43200),
     "max_wall_time": ((int, float), 1, 86400),
 }
 # The same, of each setting of a queue itself.
 QUEUE_SETTINGS: dict[str, Range] = {
     "message_retention_period": ((int, float), MIN_MESSAGE_RETENTION_SECONDS, MAX_MESSAGE_RETENTION_SECONDS),
 }
-CONSUMER_KEYS = {"queue", "dead_letter_queue", "dead_letter_expired", *CONSUMER_SETTINGS}
+CONSUMER_KEYS = {"queue", "dead_letter_queue", "dead_letter_expired", "retry_backoff", *CONSUMER_SETTINGS}
 
 
 def queues_from_code(entries: list[Any], where: Where) -> dict[str, QueueConfig]:
@@ -140,4 +141,35 @@ def consumer_settings(entry: Mapping[str, Any], where: Where, table: str) -> dic
         if expired and dlq is None:
             raise where.error(table, "key 'dead_letter_expired': true needs a dead_letter_queue to send to")
         out["dead_letter_expired"] = expired
+    out.update(_backoff(entry, out, where, table))
     return out
+
+
+def _backoff(entry: Mapping[str, Any], settings: dict[str, Any], where: Where, table: str) -> dict[str, Any]:
+    """``retry_backoff``, checked with the delays it uses: exponential backoff doubles a
+    ``retry_delay`` above 0 up to a ``max_retry_delay`` at least as long; ``max_retry_delay``
+    means nothing with a fixed delay, so giving it there is a mistake."""
+    backoff = entry.get("retry_backoff")
+    if backoff is not None and backoff not in RETRY_BACKOFFS:
+        choices = " or ".join(f'"{b}"' for b in RETRY_BACKOFFS)
+        raise where.error(table, f"key 'retry_backoff': expected {choices}, got {backoff!r}")
+    if backoff != EXPONENTIAL_BACKOFF:
+        if "max_retry_delay" in settings:
+            raise where.error(
+                table, f"key 'max_retry_delay': applies only with retry_backoff = \"{EXPONENTIAL_BACKOFF}\""
+            )
+        return {} if backoff is None else {"retry_backoff": backoff}
+    first = settings.get("retry_delay", 0)
+    if first <= 0:
+        raise where.error(
+            table,
+            f"key 'retry_delay': retry_backoff = \"{EXPONENTIAL_BACKOFF}\" doubles retry_delay,"
+            f" which must be above 0 (got {first!r})",
+        )
+    cap = settings.get("max_retry_delay", DEFAULT_MAX_RETRY_DELAY_SECONDS)
+    if cap < first:
+        given = "" if "max_retry_delay" in settings else " (the default)"
+        raise where.error(
+            table, f"key 'max_retry_delay': {cap!r}{given} is below retry_delay {first!r}; it caps the delays"
+        )
+    return {"retry_backoff": backoff}

@@ -19,13 +19,23 @@ from .request import Request, Response
 T = TypeVar("T")
 
 # Methods with a meaning to the runtime; never callable by RPC.
-RESERVED_METHODS = frozenset({"fetch", "alarm", "queue", "on_start"})
+RESERVED_METHODS = frozenset({"fetch", "alarm", "queue", "scheduled", "on_start"})
 
 
 @dataclass(frozen=True, slots=True)
 class AlarmInfo:
     retry_count: int = 0
     is_retry: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledEvent:
+    """What ``scheduled(event)`` gets from a cron trigger: the trigger's ``cron`` as written
+    in the config, and the slot it runs for, ``scheduled_time``, in ms since the epoch
+    (Cloudflare's ``controller.cron`` and ``controller.scheduledTime``)."""
+
+    cron: str
+    scheduled_time: int
 
 
 class EventControl(Protocol):
@@ -81,7 +91,8 @@ class Actor:
     """Base class of user actors. Subclasses that override ``__init__`` call
     ``super().__init__(ctx, env)``.
 
-    Public ``async def`` methods are callable by RPC; ``fetch``, ``alarm``, ``queue`` and
+    Public ``async def`` methods are callable by RPC; ``fetch``, ``alarm``, ``queue``,
+    ``scheduled`` (a cron trigger, ``async def scheduled(self, event: ScheduledEvent)``) and
     ``on_start`` are the runtime's events.
     """
 

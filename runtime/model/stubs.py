@@ -18,7 +18,7 @@ import trio
 
 from ..errors import CallTimeoutError, MethodNotFoundError
 from . import codec
-from .actor import RESERVED_METHODS, Actor
+from .actor import RESERVED_METHODS, Actor, ScheduledEvent
 from .host import Host, NamespaceInfo
 from .ids import ActorId
 from .instance import current_instance
@@ -134,6 +134,13 @@ class ActorStub:
         label = f"queue consume {getattr(batch, 'queue', self._info.binding)}"
         await self._deliver(partial(_invoke_queue, batch), "queue", ("queue", batch), label=label)
 
+    async def scheduled(self, event: ScheduledEvent) -> None:
+        """Deliver a cron trigger's event to the actor's ``scheduled(event)`` handler, through
+        its gates (``runtime.triggers``). Raises what the handler raised."""
+        call = ("scheduled", event.cron, event.scheduled_time)
+        label = f"scheduled {self._info.binding} {event.cron}"
+        await self._deliver(partial(_invoke_scheduled, event), "scheduled", call, label=label)
+
     async def _deliver(
         self, handler: Any, what: str, call: tuple, *, label: str = "", observed: bool = False
     ) -> Any:
@@ -225,6 +232,13 @@ async def _invoke_queue(batch: Any, actor: Actor) -> None:
     if handler is None or not inspect.iscoroutinefunction(handler):
         raise MethodNotFoundError(f"{type(actor).__qualname__} has no async queue(batch) handler")
     await handler(actor, batch)
+
+
+async def _invoke_scheduled(event: ScheduledEvent, actor: Actor) -> None:
+    handler = getattr(type(actor), "scheduled", None)
+    if handler is None or not inspect.iscoroutinefunction(handler):
+        raise MethodNotFoundError(f"{type(actor).__qualname__} has no async scheduled(event) handler")
+    await handler(actor, event)
 
 
 async def _invoke_fetch(request: Request, actor: Actor) -> Response:

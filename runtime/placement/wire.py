@@ -1,9 +1,10 @@
 """A forwarded call, both halves: what the calling worker sends for a stub's call, how the
 owner runs it on its own actor, and how the caller reads the answer.
 
-Three kinds travel: an RPC (method and its arguments, encoded once by the caller), a fetch
-(the ``Request``; the ``Response`` comes back as it is: status, headers, body) and a queue
-batch (a ``Transferable``: the handler's acks and retries come back with any error).
+Four kinds travel: an RPC (method and its arguments, encoded once by the caller), a fetch
+(the ``Request``; the ``Response`` comes back as it is: status, headers, body), a queue
+batch (a ``Transferable``: the handler's acks and retries come back with any error) and a
+cron trigger's event (its cron and scheduled time).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 from ..extensions import Transferable, load_object
 from ..model import codec
+from ..model.actor import ScheduledEvent
 from ..model.host import Host
 from ..model.ids import ActorId
 from ..model.remote_errors import from_wire, to_wire
@@ -29,6 +31,8 @@ def encode_call(call: tuple) -> tuple[str, Any]:
     if kind == "fetch":
         request: Request = call[1]
         return kind, [request.method, request.path, request.query, request.headers, request.body]
+    if kind == "scheduled":
+        return kind, list(call[1:])
     batch: Transferable = call[1]
     return kind, list(batch.transfer_state())
 
@@ -41,6 +45,8 @@ def decode_reply(call: tuple, value: Any) -> Any:
     if kind == "fetch":
         body, status, headers = value
         return Response(body, status, headers)
+    if kind == "scheduled":
+        return None
     outcome, error = value
     call[1].apply_transfer_outcome(outcome)
     if error is not None:
@@ -61,6 +67,10 @@ async def execute(host: Host, binding: str, raw: bytes, name: str | None, kind: 
         method, path, query, headers, content = body
         response = await stub.fetch(Request(method, path, query, headers, content))
         return [response.body, response.status, response.headers]
+    if kind == "scheduled":
+        cron, scheduled_time = body
+        await stub.scheduled(ScheduledEvent(cron, scheduled_time))
+        return None
     if kind == "queue":
         factory, state = body
         batch = _factory(factory)(state)
