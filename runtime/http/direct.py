@@ -109,11 +109,9 @@ def _uncancellable(send: Any) -> Any:
     """``send``, shielded from the caller's cancellation.
 
     quart-trio cancels its request's nursery as soon as it sees the response sent or the
-    client gone, and the two race: the final body can still be inside hypercorn's ``send``
-    when the cancel lands. Hypercorn does its connection bookkeeping inside that call (the
-    request is done, the connection is idle again), and a cancel there leaves a kept-alive
-    connection never marked idle, so shutdown waited the whole graceful timeout for it.
-    Hypercorn already shields the socket write itself; this shields the bookkeeping too.
+    client gone, and the two race: the final body can still be inside the server's ``send``
+    when the cancel lands. A write cut there leaves half an answer on a kept-alive
+    connection, and the server's note that the answer is complete unmade.
     """
 
     async def send_shielded(message: dict[str, Any]) -> None:

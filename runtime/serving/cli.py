@@ -1,4 +1,4 @@
-"""``roost serve``: load ``roost.toml``, open the runtime, serve it with hypercorn on trio;
+"""``roost serve``: load ``roost.toml``, open the runtime, serve it over HTTP (``http_server``);
 with ``--workers N`` (N > 1), a supervisor of N worker processes instead (``supervisor``).
 
 Logs go to stderr as text or JSON lines (``--log-format``), with every secret var redacted.
@@ -24,7 +24,6 @@ import sys
 from functools import partial
 
 import trio
-from hypercorn.trio import serve as hypercorn_serve
 
 from ..config import Config, load_config, secret_values
 from ..errors import ConfigError, DataDirectoryLockedError
@@ -32,8 +31,8 @@ from ..limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECON
 from ..observability.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from ..system import open_runtime
 from .exits import EXIT_BAD_CONFIG, EXIT_SECOND_SIGNAL
+from .http_server import open_listeners, serve_http
 from .supervisor import supervise
-from .http_server import hypercorn_settings
 
 log = logging.getLogger("roost.serve")
 
@@ -176,22 +175,21 @@ async def serve_forever(
 ) -> None:
     """Serve until SIGINT or SIGTERM, then shut down cleanly.
 
-    The runtime opens outside the signal watcher's nursery, so what it refuses at start (a
-    held data directory, a bad config) arrives as itself. A signal during start is handled
-    once serving begins; a second one exits at once while requests drain.
+    The port and the runtime open outside the signal watcher's nursery, so what they refuse
+    at start (a port in use, a held data directory, a bad config) arrives as itself. A signal
+    during start is handled once serving begins; a second one exits at once while requests
+    drain.
     """
     shutdown = trio.Event()
+    listeners = await open_listeners(f"{host}:{port}")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async with open_runtime(
             config, data_dir=data_dir, request_timeout=request_timeout, idle_timeout=idle_timeout
         ) as rt:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_watch_signals, signals, shutdown)
-                settings = hypercorn_settings(f"{host}:{port}")
                 async with trio.open_nursery() as server:
-                    binds = await server.start(
-                        partial(hypercorn_serve, rt.asgi_app, settings, shutdown_trigger=shutdown.wait)
-                    )
+                    binds = await server.start(partial(serve_http, rt.asgi_app, listeners, shutdown=shutdown))
                     log.info(
                         "serving on %s (config %s, data dir %s)",
                         " ".join(binds),

@@ -22,7 +22,6 @@ from dataclasses import dataclass, replace
 from functools import partial
 
 import trio
-from hypercorn.trio import serve as hypercorn_serve
 
 from ..config import Config, load_config, secret_values
 from ..durability.lock import DirectoryLock
@@ -31,7 +30,7 @@ from ..errors import ConfigError, DataDirectoryLockedError
 from ..observability.logs import configure_logging
 from ..placement.worker import Placement
 from ..system import open_worker_runtime
-from .http_server import hypercorn_settings
+from .http_server import open_listeners, serve_http
 
 log = logging.getLogger("roost.serve")
 
@@ -89,9 +88,9 @@ async def _serve(spec: WorkerSpec, config: Config, status: _Status) -> None:
     ) as rt:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_follow_supervisor, drain, close)
-            settings = hypercorn_settings(f"fd://{spec.listen_fd}")
+            listeners = await open_listeners(f"fd://{spec.listen_fd}")
             async with trio.open_nursery() as server:
-                await server.start(partial(hypercorn_serve, rt.asgi_app, settings, shutdown_trigger=drain.wait))
+                await server.start(partial(serve_http, rt.asgi_app, listeners, shutdown=drain))
                 status.send("ready")
             status.send("drained")
             await close.wait()
