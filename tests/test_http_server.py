@@ -81,7 +81,9 @@ async def read_answer(stream: trio.SocketStream, buffer: bytearray) -> tuple[int
         buffer += data
     head, _, rest = bytes(buffer).partition(b"\r\n\r\n")
     status_line, *lines = head.decode("latin-1").split("\r\n")
-    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    pairs = [(name.lower(), value.strip()) for name, _, value in (line.partition(":") for line in lines)]
+    headers = dict(pairs)
+    assert len(headers) == len(pairs), f"a header twice in {head!r}"
     buffer[:] = rest
     if "content-length" in headers:
         size = int(headers["content-length"])
@@ -358,3 +360,35 @@ async def test_a_port_in_use_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match=f"cannot listen on 127.0.0.1:{port}"):
         await open_listeners(f"127.0.0.1:{port}")
     await listeners[0].aclose()
+
+
+async def test_a_header_that_would_inject_another_is_refused_with_500(nursery) -> None:
+    async def injecting(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"x-a", b"1\r\nset-cookie: evil=1")]})
+        await send({"type": "http.response.body", "body": b"no"})
+
+    server = await start(nursery, injecting)
+    stream, buffer = await server.connect(), bytearray()
+    await stream.send_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
+    status, headers, _ = await read_answer(stream, buffer)
+    assert status == 500 and "set-cookie" not in headers
+
+
+async def test_http_1_0_keep_alive_is_kept_when_asked(nursery) -> None:
+    server = await start(nursery, echo_app)
+    stream, buffer = await server.connect(), bytearray()
+    for _ in range(2):
+        await stream.send_all(b"GET / HTTP/1.0\r\nconnection: keep-alive\r\n\r\n")
+        status, headers, _ = await read_answer(stream, buffer)
+        assert (status, headers["connection"]) == (200, "keep-alive")
+
+
+async def test_an_answer_shorter_than_its_content_length_closes_the_connection(nursery) -> None:
+    async def short(scope, receive, send) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"10")]})
+        await send({"type": "http.response.body", "body": b"12345"})
+
+    server = await start(nursery, short)
+    stream = await server.connect()
+    await stream.send_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
+    assert await closed(stream)

@@ -1,9 +1,11 @@
-"""One HTTP/1.1 connection of Roost's HTTP server: h11 parses, the ASGI app answers.
+"""One HTTP/1.1 connection of Roost's HTTP server: httptools parses, the ASGI app answers.
 
-Requests on a connection are served one after another, the app called in the connection's own
-task: no task, channel or cancel scope is made per request, which is where hypercorn spent
-most of a request's CPU (see ``http_server``). A pipelined request waits in h11's buffer until
-the one before it is answered.
+httptools (llhttp, the parser of Node.js, in C) turns the bytes into requests; this module
+frames the answers. Requests on a connection are served one after another, the app called in
+the connection's own task: no task, channel or cancel scope is made per request, which is
+where hypercorn spent most of a request's CPU (see ``http_server``). Pipelined requests wait,
+parsed, until the ones before them are answered; the socket is read only when the current
+request needs more, so what waits is at most one read (``RECEIVE_BYTES``).
 
 While the app runs, the socket is read only when the app asks for more of the body, so a
 client that goes away is noticed when a write to it fails, not before: the app's ``send``
@@ -11,30 +13,37 @@ raises ``ClientDisconnected`` and its next ``receive`` answers ``http.disconnect
 already being served therefore runs to its end, which suits durable calls (their writes are
 made and acknowledged whole or not at all).
 
-What the client does wrong gets an answer and a closed connection: a malformed request 400, a
-head over h11's size limit 431; a client too slow within the timeouts is closed silently.
+What the client does wrong gets an answer in JSON and a closed connection: a malformed
+request 400, a head over ``MAX_HEAD_BYTES`` 431; a client too slow for the timeouts is closed
+without one.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import re
 import time
-from dataclasses import dataclass
+from collections import deque
+from dataclasses import dataclass, field
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import Any
 from urllib.parse import unquote
 
-import h11
+import httptools
 import trio
 
 log = logging.getLogger("roost.http.server")
 
 RECEIVE_BYTES = 65536
+MAX_HEAD_BYTES = 32 * 1024
 LINGER_SECONDS = 1.0
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
 _REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
+_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE_FORBIDDEN = re.compile(rb"[\x00\r\n]")
+_NO_BODY_STATUSES = frozenset({204, 304})
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +62,86 @@ class ClientDisconnected(OSError):
     """The client went away: the answer can no longer be written."""
 
 
+class _BadRequest(Exception):
+    def __init__(self, status: int, what: str) -> None:
+        super().__init__(what)
+        self.status = status
+
+
+@dataclass(slots=True)
+class _Request:
+    """A request as the parser delivers it: the head, then the body in parts."""
+
+    method: bytes
+    target: bytes
+    http_version: str
+    headers: list[tuple[bytes, bytes]]
+    keep_alive: bool
+    expects_continue: bool
+    body: deque[bytes] = field(default_factory=deque)
+    complete: bool = False  # the whole body has arrived
+
+
+class _Parsing:
+    """httptools' callbacks: fills a queue of requests as bytes arrive."""
+
+    def __init__(self) -> None:
+        self.parser = httptools.HttpRequestParser(self)
+        self.requests: deque[_Request] = deque()
+        self.closed = False  # end of stream, or a protocol switch (nothing more is HTTP/1.1)
+        self.head_open = False  # a request's head has begun to arrive, and is not whole yet
+        self._target = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+
+    def feed(self, data: bytes) -> None:
+        """Parse ``data``; ``_BadRequest`` if it is not HTTP/1.1 or the head is too large."""
+        if not data:
+            self.closed = True
+            return
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.closed = True  # the request before the switch is served; nothing after it
+        except httptools.HttpParserCallbackError as exc:
+            raise exc.__context__ if isinstance(exc.__context__, _BadRequest) else _BadRequest(400, str(exc))
+        except httptools.HttpParserError as exc:
+            raise _BadRequest(400, f"malformed request: {exc}") from None
+        if self.head_open:
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD_BYTES:
+                raise _BadRequest(431, f"the request head is over {MAX_HEAD_BYTES} bytes")
+
+    def on_message_begin(self) -> None:
+        self._target, self._headers, self.head_open, self._head_bytes = b"", [], True, 0
+
+    def on_url(self, part: bytes) -> None:
+        self._target += part
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._headers.append((name.lower(), value))
+
+    def on_headers_complete(self) -> None:
+        self.head_open = False
+        parser, headers = self.parser, self._headers
+        version = parser.get_http_version()
+        names = {name for name, _ in headers}
+        if version == "1.1" and b"host" not in names:
+            raise _BadRequest(400, "malformed request: an HTTP/1.1 request without a host header")
+        expects = b"expect" in names and any(
+            name == b"expect" and value.lower() == b"100-continue" for name, value in headers
+        )
+        self.requests.append(
+            _Request(parser.get_method(), self._target, version, headers, parser.should_keep_alive(), expects)
+        )
+
+    def on_body(self, part: bytes) -> None:
+        self.requests[-1].body.append(part)
+
+    def on_message_complete(self) -> None:
+        self.requests[-1].complete = True
+
+
 class HttpConnection:
     """Serves the requests of one accepted stream to ``app`` until either side closes, or
     the server drains (``draining`` set, then ``drain()``)."""
@@ -64,16 +153,17 @@ class HttpConnection:
         self.app = app
         self.limits = limits
         self.draining = draining
-        self.h11 = h11.Connection(h11.SERVER)
+        self.parsing = _Parsing()
         self.client = _address(stream.socket.getpeername())
         self.server = _address(stream.socket.getsockname())
         self._waiting: trio.CancelScope | None = None
         self._exchange: _Exchange | None = None
+        self._linger = False
 
     def drain(self) -> None:
-        """Close once the current answer is complete: now, if the connection waits for a
-        request; an endless answer (server-sent events) is ended now."""
-        if self._waiting is not None and not self.h11.trailing_data[0]:
+        """Close once the current answer is complete: at once if the connection waits for a
+        request of which nothing has come; an endless answer (server-sent events) ends now."""
+        if self._waiting is not None and not self.parsing.head_open:
             self._waiting.cancel()
         if self._exchange is not None:
             self._exchange.end_stream()
@@ -86,16 +176,60 @@ class HttpConnection:
                 if not self._exchange.keeps_connection():
                     break
                 self._exchange = None
-                self.h11.start_next_cycle()
+                self.parsing.requests.popleft()
         except ClientDisconnected:
             pass
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(LINGER_SECONDS):
-                if self.h11.their_state in (h11.SEND_BODY, h11.ERROR):
-                    await self._linger()
+                if self._linger:
+                    await self._drain_input()
                 await self.stream.aclose()
 
-    async def _linger(self) -> None:
+    async def _next_request(self) -> _Request | None:
+        """The next request whose head has arrived; ``None`` when the client closed or took
+        too long, sent what is not HTTP/1.1 (answered 400 or 431 first), or the server drains
+        before any of the next request arrived."""
+        parsing = self.parsing
+        with trio.CancelScope(deadline=trio.current_time() + self.limits.keep_alive_timeout_seconds) as waiting:
+            self._waiting = waiting
+            try:
+                while not parsing.requests:
+                    if parsing.closed or (self.draining.is_set() and not parsing.head_open):
+                        return None
+                    await self.receive()
+                return parsing.requests[0]
+            except _BadRequest as exc:
+                await self._refuse(exc)
+            except (trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            finally:
+                self._waiting = None
+        return None
+
+    async def receive(self) -> None:
+        """Read what the client sent (end of stream included) and parse it."""
+        self.parsing.feed(await self.stream.receive_some(RECEIVE_BYTES))
+
+    async def write(self, data: bytes) -> None:
+        """Send ``data``; ``ClientDisconnected`` if the client is gone or stopped reading."""
+        with trio.move_on_after(self.limits.write_timeout_seconds) as timed_out:
+            try:
+                await self.stream.send_all(data)
+            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
+                raise ClientDisconnected("the client closed the connection") from exc
+        if timed_out.cancelled_caught:
+            raise ClientDisconnected("the client stopped reading the answer")
+
+    async def _refuse(self, exc: _BadRequest) -> None:
+        self._linger = True
+        body = json.dumps({"error": str(exc), "type": "BadRequest"}).encode()
+        head = _head(exc.status, [*_json_headers(body), (b"connection", b"close")])
+        try:
+            await self.write(head + body)
+        except ClientDisconnected:
+            pass
+
+    async def _drain_input(self) -> None:
         """Close the sending side and read what the client still sends, for a moment: closing
         a socket with unread data resets it, and the reset can destroy the answer (a 400, a
         413) before the client reads it."""
@@ -106,94 +240,39 @@ class HttpConnection:
         except (trio.BrokenResourceError, trio.ClosedResourceError):
             pass
 
-    async def _next_request(self) -> h11.Request | None:
-        """The next request's head; ``None`` when the client closed or took too long, sent
-        what is not HTTP/1.1 (answered 400 or 431 first), or the server drains before any
-        of the next request arrived."""
-        with trio.CancelScope(
-            deadline=trio.current_time() + self.limits.keep_alive_timeout_seconds
-        ) as waiting:
-            self._waiting = waiting
-            if self.draining.is_set():
-                return None
-            try:
-                while True:
-                    event = self.h11.next_event()
-                    if isinstance(event, h11.Request):
-                        return event
-                    if event is not h11.NEED_DATA:
-                        return None  # ConnectionClosed
-                    await self.receive()
-            except h11.RemoteProtocolError as exc:
-                await self._refuse(exc)
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                pass
-            finally:
-                self._waiting = None
-        return None
-
-    async def receive(self) -> None:
-        """Read what the client sent into h11 (end of stream included)."""
-        self.h11.receive_data(await self.stream.receive_some(RECEIVE_BYTES))
-
-    async def write(self, *events: Any) -> None:
-        """Send ``events`` in one write; ``ClientDisconnected`` if the client is gone or
-        stopped reading."""
-        data = b"".join(self.h11.send(event) or b"" for event in events)
-        with trio.move_on_after(self.limits.write_timeout_seconds) as timed_out:
-            try:
-                await self.stream.send_all(data)
-            except (trio.BrokenResourceError, trio.ClosedResourceError) as exc:
-                raise ClientDisconnected("the client closed the connection") from exc
-        if timed_out.cancelled_caught:
-            raise ClientDisconnected("the client stopped reading the answer")
-
-    async def _refuse(self, exc: h11.RemoteProtocolError) -> None:
-        if self.h11.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-            return
-        status = exc.error_status_hint
-        what = "the request head is too large" if status == 431 else f"malformed request: {exc}"
-        body = json.dumps({"error": what, "type": "BadRequest"}).encode()
-        headers = [*_json_headers(body), (b"connection", b"close")]
-        try:
-            await self.write(response_head(status, headers), h11.Data(data=body), h11.EndOfMessage())
-        except ClientDisconnected:
-            pass
-
 
 class _Exchange:
     """One request and its answer: the scope, ``receive`` and ``send`` of one app call."""
 
-    def __init__(self, connection: HttpConnection, request: h11.Request) -> None:
+    def __init__(self, connection: HttpConnection, request: _Request) -> None:
         self._connection = connection
         self._request = request
         self._head_only = request.method == b"HEAD"
-        self._body_read = False
         self._continue_sent = False
+        self._body_ended = False  # the app was told the body's end
         self._start: tuple[int, list[tuple[bytes, bytes]]] | None = None
-        self._streaming = False
+        self._framing: str | None = None  # once the head is sent: "length", "chunked", "close", "none"
+        self._remaining = 0  # of a declared content-length
+        self._keep_alive = request.keep_alive
         self._complete = trio.Event()
         self._disconnected = False
         self._scope = trio.CancelScope()
 
     def end_stream(self) -> None:
-        """Cancel the app if its answer has no end; another answer finishes."""
-        if self._streaming:
+        """Cancel the app if its answer is a stream; an answer of known length finishes."""
+        if self._framing in ("chunked", "close"):
             self._scope.cancel()
 
     def keeps_connection(self) -> bool:
-        """Whether the next request may follow on this connection: the answer is whole, and
-        so is the request (a body the app did not read counts if it has all arrived)."""
-        h11_state = self._connection.h11
-        if not self._complete.is_set() or self._disconnected or self._connection.draining.is_set():
+        """Whether the next request may follow on this connection: the answer is whole and
+        said so, and so is the request (a body the app did not read counts if it all came)."""
+        connection = self._connection
+        if not (self._complete.is_set() and self._keep_alive) or self._disconnected:
             return False
-        try:
-            while h11_state.their_state is h11.SEND_BODY:
-                if h11_state.next_event() is h11.NEED_DATA:
-                    return False  # the rest of an unread body has yet to come: not worth it
-        except h11.RemoteProtocolError:
+        if connection.draining.is_set() or not self._request.complete:
+            connection._linger = not self._request.complete
             return False
-        return h11_state.our_state is h11.DONE and h11_state.their_state is h11.DONE
+        return True
 
     async def run(self) -> None:
         try:
@@ -205,8 +284,10 @@ class _Exchange:
             if self._disconnected:
                 return  # the app failed on the closed connection (an exception group, say)
             log.exception("the app raised serving %s", self._describe())
-            if self._start is None:
+            if self._framing is None:  # no head went out yet: the client can still be told
                 await self._answer_error("the app raised an error")
+            else:
+                self._keep_alive = False  # half an answer went out: the connection is spoilt
             return
         if self._disconnected or self._complete.is_set():
             return
@@ -228,46 +309,44 @@ class _Exchange:
         return {
             "type": "http",
             "asgi": _ASGI,
-            "http_version": request.http_version.decode(),
+            "http_version": request.http_version,
             "method": request.method.decode("ascii"),
             "scheme": "http",
             "path": unquote(raw_path.decode("ascii", "replace")),
             "raw_path": raw_path,
             "query_string": query,
             "root_path": "",
-            "headers": list(request.headers),
+            "headers": request.headers,
             "client": self._connection.client,
             "server": self._connection.server,
         }
 
     async def _receive(self) -> dict[str, Any]:
-        if self._body_read or self._disconnected:
-            # Nothing more will come from the client: the end of the exchange is what is left.
-            await self._complete.wait()
-            return {"type": "http.disconnect"}
-        connection = self._connection
-        if connection.h11.they_are_waiting_for_100_continue and not self._continue_sent:
-            self._continue_sent = True
-            await connection.write(h11.InformationalResponse(status_code=100, headers=[]))
-        while True:
-            try:
-                event = connection.h11.next_event()
-            except h11.RemoteProtocolError:
+        request, connection = self._request, self._connection
+        while not request.body and not request.complete and not self._disconnected:
+            if request.expects_continue and not self._continue_sent:
+                self._continue_sent = True
+                await connection.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+            if connection.parsing.closed:
                 return self._gone()
-            if isinstance(event, h11.Data):
-                return {"type": "http.request", "body": bytes(event.data), "more_body": True}
-            if isinstance(event, h11.EndOfMessage):
-                self._body_read = True
-                return {"type": "http.request", "body": b"", "more_body": False}
-            if event is not h11.NEED_DATA:
-                return self._gone()  # closed halfway through the body
             with trio.move_on_after(connection.limits.read_timeout_seconds):
                 try:
                     await connection.receive()
                     continue
-                except (trio.BrokenResourceError, trio.ClosedResourceError):
+                except (trio.BrokenResourceError, trio.ClosedResourceError, _BadRequest):
                     pass
             return self._gone()
+        if request.body:
+            part = request.body.popleft()
+            more = bool(request.body) or not request.complete
+            self._body_ended = not more
+            return {"type": "http.request", "body": part, "more_body": more}
+        if not self._disconnected and not self._body_ended:
+            self._body_ended = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        # Nothing more will come from the client: the end of the exchange is what is left.
+        await self._complete.wait()
+        return {"type": "http.disconnect"}
 
     def _gone(self) -> dict[str, Any]:
         self._disconnected = True
@@ -281,7 +360,7 @@ class _Exchange:
         if kind == "http.response.start":
             if self._start is not None:
                 raise RuntimeError("http.response.start sent twice")
-            self._start = (message["status"], [(bytes(k), bytes(v)) for k, v in message.get("headers", ())])
+            self._start = (message["status"], list(message.get("headers", ())))
             return
         if kind != "http.response.body":
             raise RuntimeError(f"unexpected ASGI message {kind!r}")
@@ -290,16 +369,10 @@ class _Exchange:
         if self._complete.is_set():
             return
         body, more = message.get("body", b""), message.get("more_body", False)
-        events: list[Any] = []
-        if not self._streaming:
-            events.append(self._response_head())
-            self._streaming = more
-        if body and not self._head_only:
-            events.append(h11.Data(data=body))
-        if not more:
-            events.append(h11.EndOfMessage())
+        out = b"" if self._framing is not None else self._response_head(body, more)
+        out += self._frame(body, more)
         try:
-            await self._connection.write(*events)
+            await self._connection.write(out)
         except ClientDisconnected:
             self._gone()
             raise
@@ -308,12 +381,64 @@ class _Exchange:
         elif self._connection.draining.is_set():
             self.end_stream()
 
-    def _response_head(self) -> h11.Response:
-        status, headers = self._start  # type: ignore[misc]
+    def _response_head(self, first: bytes, more: bool) -> bytes:
+        """The status line and headers, choosing how the body is framed."""
+        status, app_headers = self._start  # type: ignore[misc]
+        headers: list[tuple[bytes, bytes]] = []
+        length: int | None = None
+        for name, value in app_headers:
+            name, value = bytes(name).lower(), bytes(value)
+            if not _HEADER_NAME.fullmatch(name) or _HEADER_VALUE_FORBIDDEN.search(value):
+                raise ValueError(f"invalid response header {name!r}: {value!r}")
+            if name == b"content-length":
+                length = int(value)
+                continue
+            if name == b"transfer-encoding":
+                continue  # the framing is the server's to choose
+            if name == b"connection" and value.lower() == b"close":
+                self._keep_alive = False
+                continue
+            headers.append((name, value))
+        if status < 200 or status in _NO_BODY_STATUSES:
+            self._framing = "none"
+            length = None
+        elif length is not None:
+            self._framing, self._remaining = "length", length
+        elif not more:
+            self._framing, length = "length", len(first)
+            self._remaining = length
+        elif self._request.http_version == "1.1":
+            self._framing = "chunked"
+            headers.append((b"transfer-encoding", b"chunked"))
+        else:
+            self._framing, self._keep_alive = "close", False
+        if length is not None:
+            headers.append((b"content-length", str(length).encode()))
         headers.append((b"date", _date_header()))
         if self._connection.draining.is_set():
+            self._keep_alive = False
+        if not self._keep_alive:
             headers.append((b"connection", b"close"))
-        return response_head(status, headers)
+        elif self._request.http_version == "1.0":
+            headers.append((b"connection", b"keep-alive"))
+        return _head(status, headers)
+
+    def _frame(self, body: bytes, more: bool) -> bytes:
+        """``body`` as the chosen framing sends it (nothing of it for HEAD)."""
+        if self._head_only or self._framing == "none":
+            return b""
+        if self._framing == "chunked":
+            chunk = b"%x\r\n%s\r\n" % (len(body), body) if body else b""
+            return chunk if more else chunk + b"0\r\n\r\n"
+        if self._framing == "length":
+            fitting = body[: self._remaining]
+            self._remaining -= len(body)
+            if self._remaining < 0 or (not more and self._remaining > 0):
+                # Not the length it declared: the connection cannot carry another answer.
+                self._keep_alive = False
+                log.error("the answer to %s is not the content-length it declared", self._describe())
+            return fitting
+        return body
 
     async def _answer_error(self, what: str) -> None:
         body = json.dumps({"error": what, "type": "InternalError"}).encode()
@@ -324,8 +449,11 @@ class _Exchange:
             pass
 
 
-def response_head(status: int, headers: list[tuple[bytes, bytes]]) -> h11.Response:
-    return h11.Response(status_code=status, headers=headers, reason=_REASONS.get(status, b""))
+def _head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
+    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
+    lines += [name + b": " + value + b"\r\n" for name, value in headers]
+    lines.append(b"\r\n")
+    return b"".join(lines)
 
 
 def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
