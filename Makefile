@@ -26,6 +26,13 @@ run: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The dashboard in headless chromium (tests/browser), which `make test` never collects:
+# Debian's chromium and chromium-driver are installed first if missing (apt-get, as root).
+.PHONY: test-browser
+test-browser: $(STAMP)
+	bash tests/browser/install_chromium.sh
+	$(BIN)/python -m pytest tests/browser
+
 # The long forms of tests/reliability (about 4 minutes here): fuzzers with large budgets, then
 # 50 kill -9 cycles, load and backpressure on the shop example, with their figures.
 soak: $(STAMP)

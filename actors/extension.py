@@ -7,6 +7,7 @@ from typing import Any
 
 from runtime import Request, Response
 
+from .dashboard import routes as dashboard_routes
 from .idempotency import IdempotencyActor
 from .job_status import JobStatusActor, get_job_status
 from .names import (
@@ -52,6 +53,7 @@ class _Builtins:
         return [
             *queue_routes.routes(),
             *webhook_routes.routes(),
+            *dashboard_routes.routes(),
             (["GET"], "/jobs/<job_id>/status", _job_status),
         ]
 
