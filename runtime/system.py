@@ -113,6 +113,7 @@ class Runtime:
         alarms = self._alarms.statistics
         return {
             "live_actors": self._host.live_instances,
+            "live_actors_by_binding": self._host.live_instances_by_binding(),
             "events": host.events,
             "instances_started": host.instances_started,
             "evictions": host.evictions,

@@ -64,6 +64,22 @@ async def _cookie_token(http: httpx.AsyncClient) -> str:
     return http.cookies["roost_csrf"]
 
 
+async def test_the_overview_counts_live_actors_per_binding(data_dir):
+    from runtime import Actor
+
+    class Counted(Actor):
+        async def touch(self) -> int:
+            return 1
+
+    async with open_runtime(config(), data_dir=data_dir, actors={"COUNTED": Counted}) as rt:
+        for name in ("a", "b", "c"):
+            await rt.env.COUNTED.get_by_name(name).touch()
+        async with await _client(rt) as http:
+            page = await http.get("/dashboard")
+    table = re.search(r'<table id="live-by-binding">(.*?)</table>', page.text, re.DOTALL).group(1)
+    assert re.search(r"<td>COUNTED</td><td class=\"num\">3</td>", table)
+
+
 async def test_the_overview_shows_every_queue_with_its_figures(dash):
     await dash.rt.queue("work").send({"n": 1})
     await dash.rt.queue("work").send({"n": 2})

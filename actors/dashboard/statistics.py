@@ -1,5 +1,5 @@
-"""What the overview shows of the runtime's statistics: live actors and pending alarms per
-worker, commit latency from the commit histogram, and throughput measured between two
+"""What the overview shows of the runtime's statistics: live actors (per binding, and per
+worker), pending alarms per worker, commit latency from the commit histogram, and throughput measured between two
 renderings of the page (the statistics hold totals only, so a rate needs two samples).
 
 With ``roost serve --workers N`` each worker counts its own partitions: the figures are
@@ -36,6 +36,7 @@ class WorkerFigures:
 class RuntimeFigures:
     workers: list[WorkerFigures]
     live_actors: int
+    live_actors_by_binding: dict[str, int]
     alarms_pending: int
     commits: int
     committed_writes: int
@@ -103,6 +104,7 @@ async def runtime_figures(rt: Any) -> RuntimeFigures:
             for worker, stats in found.items()
         ],
         live_actors=sum(s["live_actors"] for s in answered),
+        live_actors_by_binding=_summed([s.get("live_actors_by_binding", {}) for s in answered]),
         alarms_pending=sum(s["alarms_pending"] for s in answered),
         commits=commits,
         committed_writes=writes,
@@ -114,6 +116,14 @@ async def runtime_figures(rt: Any) -> RuntimeFigures:
         writes_per_second=writes_rate,
         rate_span_seconds=span,
     )
+
+
+def _summed(counts: list[dict[str, int]]) -> dict[str, int]:
+    total: dict[str, int] = {}
+    for each in counts:
+        for key, count in each.items():
+            total[key] = total.get(key, 0) + count
+    return dict(sorted(total.items()))
 
 
 def _quantile_ms(buckets: dict[float, int], quantile: float) -> float | None:

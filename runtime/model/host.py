@@ -24,7 +24,7 @@ from ..observability.tracing import Tracing
 from ..storage import Storage
 from .actor import Actor
 from .env import Env
-from .ids import ActorId, IdScheme, namespace_key
+from .ids import NAMESPACE_KEY_BYTES, ActorId, IdScheme, namespace_key
 from .instance import Instance
 
 log = logging.getLogger("roost.host")
@@ -98,6 +98,13 @@ class Host:
     @property
     def live_instances(self) -> int:
         return len(self._instances)
+
+    def live_instances_by_binding(self) -> dict[str, int]:
+        """Instances in memory per binding (every binding, 0 for one with none)."""
+        counts = {info.binding: 0 for info in self._by_key.values()}
+        for prefix in self._instances:
+            counts[self._by_key[prefix[:NAMESPACE_KEY_BYTES]].binding] += 1
+        return counts
 
     # -- instances -------------------------------------------------------------------------
 
