@@ -30,9 +30,11 @@ def add_run_figures(
     *,
     rate_target: Target | None = None,
     p99_target: Target | None = None,
+    counted: bool = True,
 ) -> None:
     """One wrk run's figures, keyed under ``prefix`` (``""``: none), each label starting with
-    ``label``; without a run (not measured), every value is n/a."""
+    ``label``, with the increments' counts unless not ``counted``; without a run (not
+    measured), every value is n/a."""
     rows: list[tuple[str, str, float | None, str, Target | None]] = [
         ("requests_per_second", "requests/s", run and run.requests_per_second, "req/s", rate_target),
         ("p50", "latency p50", run and run.latency_ms["p50"], "ms", None),
@@ -43,6 +45,8 @@ def add_run_figures(
         ("counted", "counted after the run", run and run.counted, "increments", None),
         ("in_doubt", "in doubt (counted may exceed by)", run and run.in_doubt, "requests", None),
     ]
+    if not counted:
+        rows = rows[:5]
     for key, what, value, unit, target in rows:
         result.add(f"{prefix}.{key}" if prefix else key, label + what, value, unit, target)
     if run is not None:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import trio
 
-from . import alarms, disk, http_wrk, memory, queues, rpc, scheduled_jobs
+from . import alarms, disk, http_server, http_wrk, memory, queues, rpc, scheduled_jobs
 from .figures import BenchmarkResult
 from .scratch import scratch_dir
 
@@ -142,6 +142,12 @@ def _http(actors: int) -> Callable[[Settings, Path], BenchmarkResult]:
     return run
 
 
+def _http_server(settings: Settings, directory: Path) -> BenchmarkResult:
+    return http_server.noop_servers(
+        directory, connections=settings.http_connections, seconds=settings.http_seconds
+    )
+
+
 def _queues(settings: Settings, directory: Path) -> BenchmarkResult:
     return trio.run(
         partial(
@@ -187,6 +193,7 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark(
             "http-1000", "HTTP increments, 1,000 actors", _http(1000), lambda s: 240 + 2 * s.http_seconds
         ),
+        Benchmark("http-server", "HTTP server alone, no-op app", _http_server, lambda s: 120 + 2 * s.http_seconds),
         Benchmark("alarms", "Alarm lateness", _alarms, lambda s: 300.0),
         Benchmark("queues", "Durable queues", _queues, lambda s: 900.0),
         Benchmark("scheduled-jobs", "Scheduled jobs", _scheduled_jobs, lambda s: 900.0),
@@ -196,7 +203,7 @@ BENCHMARKS: dict[str, Benchmark] = {
 GROUPS: dict[str, tuple[str, ...]] = {
     "rpc": ("increment-sequential", "increment-concurrent", "ping"),
     "memory": ("memory-resident", "memory-bounded"),
-    "http": ("http-1", "http-1000"),
+    "http": ("http-server", "http-1", "http-1000"),
 }
 
 

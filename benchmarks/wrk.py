@@ -135,26 +135,8 @@ def parse(output: str, connections: int) -> WrkRun:
 
 def run_increments(counters: Counters, *, actors: int, connections: int, seconds: float) -> WrkRun:
     """Drive ``counters`` with wrk for ``seconds``, then read the counters back and check them."""
-    if (reason := unavailable()) is not None:
-        raise RuntimeError(reason)
     prefix, _, suffix = counters.increment_path.partition("{name}")
-    command = [
-        "wrk",
-        f"--threads={THREADS}",
-        f"--connections={connections}",
-        f"--duration={seconds:g}s",
-        f"--timeout={TIMEOUT_SECONDS}s",
-        f"--script={SCRIPT}",
-        f"http://127.0.0.1:{counters.port}",
-        "--",
-        prefix,
-        str(actors),
-        suffix,
-    ]
-    finished = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
-    if finished.returncode != 0:
-        raise RuntimeError(f"wrk exited {finished.returncode}: {finished.stderr or finished.stdout}")
-    run = parse(finished.stdout, connections)
+    run = drive(counters.port, prefix, suffix, actors=actors, connections=connections, seconds=seconds)
     try:
         run.counted = read_back(counters, [f"c{n}" for n in range(actors)])  # the script's names
     except (OSError, http.client.HTTPException, ValueError) as exc:
@@ -166,6 +148,30 @@ def run_increments(counters: Counters, *, actors: int, connections: int, seconds
             f" {run.non_2xx} answers were not 2xx"
         )
     return run
+
+
+def drive(port: int, prefix: str, suffix: str, *, actors: int, connections: int, seconds: float) -> WrkRun:
+    """wrk's POSTs to ``prefix`` + ``c<n>`` + ``suffix`` on ``port`` for ``seconds``, ``n``
+    cycling over ``actors``; what wrk reports (nothing is read back)."""
+    if (reason := unavailable()) is not None:
+        raise RuntimeError(reason)
+    command = [
+        "wrk",
+        f"--threads={THREADS}",
+        f"--connections={connections}",
+        f"--duration={seconds:g}s",
+        f"--timeout={TIMEOUT_SECONDS}s",
+        f"--script={SCRIPT}",
+        f"http://127.0.0.1:{port}",
+        "--",
+        prefix,
+        str(actors),
+        suffix,
+    ]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 60)
+    if finished.returncode != 0:
+        raise RuntimeError(f"wrk exited {finished.returncode}: {finished.stderr or finished.stdout}")
+    return parse(finished.stdout, connections)
 
 
 def read_back(counters: Counters, names: list[str]) -> int:

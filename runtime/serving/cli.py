@@ -30,6 +30,7 @@ from ..errors import ConfigError, DataDirectoryLockedError
 from ..limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from ..observability.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
 from ..system import open_runtime
+from .collector import tune_for_serving
 from .exits import EXIT_BAD_CONFIG, EXIT_SECOND_SIGNAL
 from .http_server import open_listeners, serve_http
 from .supervisor import supervise
@@ -113,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                     log_level=args.log_level,
                 )
             )
+        tune_for_serving()
         trio.run(
             partial(
                 serve_forever,

@@ -30,6 +30,7 @@ from ..errors import ConfigError, DataDirectoryLockedError
 from ..observability.logs import configure_logging
 from ..placement.worker import Placement
 from ..system import open_worker_runtime
+from .collector import tune_for_serving
 from .http_server import open_listeners, serve_http
 
 log = logging.getLogger("roost.serve")
@@ -69,6 +70,7 @@ def main() -> None:
         configure_logging(
             spec.log_format, spec.log_level, secrets=secret_values(config), fields={"worker": spec.worker}
         )
+        tune_for_serving()
         trio.run(partial(_serve, spec, config, status))
     except (ConfigError, DataDirectoryLockedError) as exc:
         status.send(f"error {exc}")
