@@ -392,3 +392,17 @@ async def test_an_answer_shorter_than_its_content_length_closes_the_connection(n
     stream = await server.connect()
     await stream.send_all(b"GET / HTTP/1.1\r\nhost: t\r\n\r\n")
     assert await closed(stream)
+
+
+async def test_an_answer_given_before_the_body_is_read_reaches_the_client(nursery) -> None:
+    async def refuse_large(scope, receive, send) -> None:
+        body = b'{"error": "too large", "type": "PayloadTooLarge"}'
+        await send({"type": "http.response.start", "status": 413, "headers": [(b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+    server = await start(nursery, refuse_large)
+    stream, buffer = await server.connect(), bytearray()
+    await stream.send_all(b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 10000000\r\n\r\n" + b"x" * 200_000)
+    status, headers, _ = await read_answer(stream, buffer)
+    assert (status, headers["connection"]) == (413, "close")
+    assert await closed(stream)

@@ -415,7 +415,8 @@ class _Exchange:
         if length is not None:
             headers.append((b"content-length", str(length).encode()))
         headers.append((b"date", _date_header()))
-        if self._connection.draining.is_set():
+        if self._connection.draining.is_set() or not self._request.complete:
+            # Draining, or answering before the body came (a 413): this answer is the last.
             self._keep_alive = False
         if not self._keep_alive:
             headers.append((b"connection", b"close"))
