@@ -405,4 +405,5 @@ async def test_an_answer_given_before_the_body_is_read_reaches_the_client(nurser
     await stream.send_all(b"POST / HTTP/1.1\r\nhost: t\r\ncontent-length: 10000000\r\n\r\n" + b"x" * 200_000)
     status, headers, _ = await read_answer(stream, buffer)
     assert (status, headers["connection"]) == (413, "close")
+    await stream.send_eof()  # the client stops sending: the server, reading the rest, closes
     assert await closed(stream)

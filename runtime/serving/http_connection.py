@@ -267,12 +267,15 @@ class _Exchange:
         """Whether the next request may follow on this connection: the answer is whole and
         said so, and so is the request (a body the app did not read counts if it all came)."""
         connection = self._connection
-        if not (self._complete.is_set() and self._keep_alive) or self._disconnected:
+        if not self._request.complete:
+            connection._linger = True  # the rest of the body is on its way: read it, then close
             return False
-        if connection.draining.is_set() or not self._request.complete:
-            connection._linger = not self._request.complete
-            return False
-        return True
+        return (
+            self._complete.is_set()
+            and self._keep_alive
+            and not self._disconnected
+            and not connection.draining.is_set()
+        )
 
     async def run(self) -> None:
         try:
