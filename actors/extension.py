@@ -5,11 +5,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from runtime import Request, Response
-
+from . import jobs_routes
 from .dashboard import routes as dashboard_routes
 from .idempotency import IdempotencyActor
-from .job_status import JobStatusActor, get_job_status
+from .job_status import JobStatusActor
 from .names import (
     IDEMPOTENCY_BINDING,
     JOBS_BINDING,
@@ -54,7 +53,7 @@ class _Builtins:
             *queue_routes.routes(),
             *webhook_routes.routes(),
             *dashboard_routes.routes(),
-            (["GET"], "/jobs/<job_id>/status", _job_status),
+            *jobs_routes.routes(),
         ]
 
     def queue(self, rt: Any, name: str) -> Queue:
@@ -62,13 +61,6 @@ class _Builtins:
 
     async def metrics(self, rt: Any) -> list[Any]:
         return [*await metric_families(rt.env[REGISTRY_BINDING]), await pending_jobs_family(rt.env)]
-
-
-async def _job_status(rt: Any, request: Request, job_id: str) -> Response:
-    status = await get_job_status(rt.env, job_id)
-    if status is None:
-        return Response({"error": "Job not found", "type": "NotFound"}, 404)
-    return Response(status)
 
 
 builtins = _Builtins()

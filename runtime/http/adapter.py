@@ -8,12 +8,18 @@ the request causes, reads the body under the size limit, runs the handler in a s
 under the runtime's request timeout (504 past it), and turns whatever the handler returned
 or raised into a ``Response``. Handlers, core and extension ones alike, are
 ``async handler(rt, request, **params) -> Response | dict | list``.
+
+A streamed response (``Response.chunks``) is produced after the handler returned: the
+request timeout bounds the handler, not the stream, which lasts until its producer ends or
+is cancelled (the client went away, the server drains). Its chunks are produced with the
+request's correlation id, as the handler ran. Only Quart's front streams (extension routes);
+the direct path's responses come from actors' ``fetch``, whole.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,6 +115,27 @@ class Adapter:
             413: f"request body over the limit of {self.max_body_bytes} bytes",
         }.get(exc.code or 0, exc.description or name)
         return Response({"error": message, "type": name}, exc.code or 500)
+
+
+async def body_stream(response: Response, request_id: str) -> AsyncIterator[bytes]:
+    """The chunks of a streamed ``response``, each produced with ``request_id`` as the
+    correlation id. Closing this closes the response's own iterator too."""
+    assert response.chunks is not None
+    iterator = aiter(response.chunks)
+    try:
+        while True:
+            token = current_correlation_id.set(request_id)
+            try:
+                chunk = await anext(iterator)
+            except StopAsyncIteration:
+                return
+            finally:
+                current_correlation_id.reset(token)
+            yield chunk
+    finally:
+        aclose = getattr(iterator, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 def wire_headers(response: Response, request_id: str) -> dict[str, str]:

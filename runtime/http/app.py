@@ -21,7 +21,7 @@ from ..extensions import MetricFamily
 from ..model.request import Request, Response
 from ..observability.correlation import REQUEST_ID_HEADER, correlation_id_from_headers
 from . import actor_routes, metrics
-from .adapter import Adapter, Handler, Incoming, wire_headers
+from .adapter import Adapter, Handler, Incoming, body_stream, wire_headers
 from .direct import DirectFront
 from .errors import error_response
 from .guard import InternalRoutesGuard
@@ -124,4 +124,10 @@ def _incoming() -> Incoming:
 
 
 def _to_quart(response: Response, request_id: str) -> QuartResponse:
-    return QuartResponse(response.body, status=response.status, headers=wire_headers(response, request_id))
+    headers = wire_headers(response, request_id)
+    if response.chunks is None:
+        return QuartResponse(response.body, status=response.status, headers=headers)
+    streamed = QuartResponse(body_stream(response, request_id), status=response.status, headers=headers)
+    # A stream lasts as long as its producer: Quart's RESPONSE_TIMEOUT (60 s) would cut it.
+    streamed.timeout = None
+    return streamed

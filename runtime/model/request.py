@@ -1,12 +1,15 @@
 """HTTP values handed to and returned by ``Actor.fetch``: plain data, no I/O.
 
 ``Request`` is what an actor receives; ``Response`` what it returns. A dict or list body is
-JSON, a str body UTF-8 text. Header names are lowercase.
+JSON, a str body UTF-8 text. Header names are lowercase. A route handler's response may
+instead stream its body (``chunks``, e.g. server-sent events); what an actor's ``fetch``
+returns crosses a stub as status, headers and a whole body, so a fetch never streams.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,15 +35,23 @@ class Request:
 
 
 class Response:
-    """An HTTP response. ``body`` may be bytes, str (text) or a dict/list (sent as JSON)."""
+    """An HTTP response. ``body`` may be bytes, str (text) or a dict/list (sent as JSON).
 
-    __slots__ = ("body", "status", "headers")
+    ``chunks``, given instead of a body, is an async iterable of bytes sent as it produces
+    them, after the status and headers (chunked, so the length is unknown). The HTTP layer
+    closes it when the client goes away or the server drains: it is cancelled at its await,
+    and its ``finally`` runs. Only the routes of the HTTP layer send one.
+    """
+
+    __slots__ = ("body", "status", "headers", "chunks")
 
     def __init__(
         self,
         body: bytes | str | dict | list = b"",
         status: int = 200,
         headers: dict[str, str] | None = None,
+        *,
+        chunks: AsyncIterable[bytes] | None = None,
     ) -> None:
         header_map = {k.lower(): v for k, v in (headers or {}).items()}
         if isinstance(body, (dict, list)):
@@ -55,9 +66,12 @@ class Response:
             raise TypeError(f"Response body must be bytes, str, dict or list, not {type(body).__name__}")
         if not isinstance(status, int) or not 100 <= status <= 599:
             raise ValueError(f"Response status must be an int in 100..599, got {status!r}")
+        if chunks is not None and (body or not hasattr(chunks, "__aiter__")):
+            raise TypeError("Response chunks must be an async iterable of bytes, given instead of a body")
         self.body: bytes = body
         self.status: int = status
         self.headers: dict[str, str] = header_map
+        self.chunks: AsyncIterable[bytes] | None = chunks
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -66,6 +80,8 @@ class Response:
         return self.body.decode("utf-8")
 
     def __repr__(self) -> str:
+        if self.chunks is not None:
+            return f"<Response {self.status} streamed>"
         return f"<Response {self.status} {len(self.body)} bytes>"
 
 

@@ -33,6 +33,9 @@ from ..system import open_runtime
 from .collector import tune_for_serving
 from .exits import EXIT_BAD_CONFIG, EXIT_SECOND_SIGNAL
 from .http_server import open_listeners, serve_http
+from .operator_cli import COMMANDS as OPERATOR_COMMANDS
+from .operator_cli import add_commands as add_operator_commands
+from .operator_cli import run as run_operator_command
 from .supervisor import supervise
 
 log = logging.getLogger("roost.serve")
@@ -79,7 +82,10 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_IDLE_TIMEOUT_SECONDS,
         help="seconds an idle actor stays in memory before it is evicted (default: %(default)s)",
     )
+    add_operator_commands(commands)
     args = parser.parse_args(argv)
+    if args.command in OPERATOR_COMMANDS:
+        return run_operator_command(args)
     for option in ("request_timeout", "idle_timeout"):
         if not getattr(args, option) > 0:
             flag = "--" + option.replace("_", "-")
