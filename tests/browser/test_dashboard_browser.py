@@ -133,14 +133,6 @@ def test_the_login_form_and_csrf_refusals_behind_the_token(browser, guarded_serv
     assert "Log in with the internal token" in browser.find_element(By.ID, "error").text
 
 
-def _serves_events(url: str, job_id: str) -> bool:
-    """Whether ``GET /jobs/{id}/events`` answers with an event stream (issue 20, part 5)."""
-    with httpx.stream("GET", f"{url}/jobs/{job_id}/events", timeout=5) as response:
-        return response.status_code == 200 and response.headers.get("content-type", "").startswith(
-            "text/event-stream"
-        )
-
-
 def test_the_job_page_shows_progress_and_follows_its_events(browser, server):
     url = server.url
     update = f"{url}/rpc/JOBS/jobs/update"
@@ -151,14 +143,9 @@ def test_the_job_page_shows_progress_and_follows_its_events(browser, server):
     assert browser.current_url.endswith("/dashboard/jobs/job-42")
     assert browser.find_element(By.ID, "job-status").text == "processing"
     assert browser.find_element(By.ID, "job-bar").get_attribute("value") == "35"
-    if _serves_events(url, "job-42"):
-        httpx.post(update, json={"args": ["job-42", {"progress": 80}]}).raise_for_status()
-        _wait(browser, lambda d: d.find_element(By.ID, "job-bar").get_attribute("value") == "80", "no live progress")
-        result = {"status": "completed", "progress": 100, "result": {"rows": 3}}
-        httpx.post(update, json={"args": ["job-42", result]}).raise_for_status()
-        _wait(browser, lambda d: d.find_element(By.ID, "job-status").text == "completed", "no live status")
-        assert '"rows": 3' in browser.find_element(By.ID, "job-result").text
-    else:
-        # Without the events route the page keeps the figures it was rendered with.
-        _wait(browser, lambda d: "unavailable" in d.find_element(By.ID, "job-live").text, "no fallback note")
-        assert browser.find_element(By.ID, "job-bar").get_attribute("value") == "35"
+    httpx.post(update, json={"args": ["job-42", {"progress": 80}]}).raise_for_status()
+    _wait(browser, lambda d: d.find_element(By.ID, "job-bar").get_attribute("value") == "80", "no live progress")
+    result = {"status": "completed", "progress": 100, "result": {"rows": 3}}
+    httpx.post(update, json={"args": ["job-42", result]}).raise_for_status()
+    _wait(browser, lambda d: d.find_element(By.ID, "job-status").text == "completed", "no live status")
+    assert '"rows": 3' in browser.find_element(By.ID, "job-result").text
