@@ -20,6 +20,8 @@ run: $(STAMP)
 	@echo "  curl http://127.0.0.1:8787/jobs/order-1001/status"
 	@echo "  curl http://127.0.0.1:8787/queues"
 	@echo "  curl http://127.0.0.1:8787/metrics"
+	@echo "  .venv/bin/roost queues list                       # the operator's CLI: docs/operator-cli.md"
+	@echo "  and http://127.0.0.1:8787/dashboard in a browser   # docs/dashboard.md"
 	@echo "Stop with Ctrl-C: in-flight requests finish and every write is flushed."
 	$(BIN)/roost serve --config examples/roost.toml --host 127.0.0.1 --port 8787 --data-dir data
 
