@@ -160,8 +160,8 @@ def _action(rt: Any, form: dict[str, list[str]]) -> tuple[str, list[str] | None,
     return action, ids, to
 
 
-async def confirm(rt: Any, request: Request, name: str) -> Response:
-    """What the action will do, and the form that does it. Changes nothing."""
+def _queue_and_action(rt: Any, request: Request, name: str) -> tuple[Any, str, list[str], str | None] | Response:
+    """The queue a form names and the action it asks for; an error page if either is wrong."""
     queue = _queue_or_none(rt, name)
     if queue is None:
         return _unknown_queue(request, name)
@@ -169,6 +169,15 @@ async def confirm(rt: Any, request: Request, name: str) -> Response:
         action, ids, to = _action(rt, checked_form(request))
     except FormRefused as refused:
         return error_page(request, refused.status, str(refused))
+    return queue, action, ids, to
+
+
+async def confirm(rt: Any, request: Request, name: str) -> Response:
+    """What the action will do, and the form that does it. Changes nothing."""
+    asked = _queue_and_action(rt, request, name)
+    if isinstance(asked, Response):
+        return asked
+    queue, action, ids, to = asked
     return render(
         request,
         "confirm.html",
@@ -182,13 +191,10 @@ async def confirm(rt: Any, request: Request, name: str) -> Response:
 
 
 async def act(rt: Any, request: Request, name: str) -> Response:
-    queue = _queue_or_none(rt, name)
-    if queue is None:
-        return _unknown_queue(request, name)
-    try:
-        action, ids, to = _action(rt, checked_form(request))
-    except FormRefused as refused:
-        return error_page(request, refused.status, str(refused))
+    asked = _queue_and_action(rt, request, name)
+    if isinstance(asked, Response):
+        return asked
+    queue, action, ids, to = asked
     count: int | str = ""
     try:
         if action == "pause":

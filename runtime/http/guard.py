@@ -171,36 +171,26 @@ async def _refuse_page(scope: dict[str, Any], send: Any, message: str) -> None:
         f'<p id="error">{message}</p><p><a href="/dashboard/login" id="login-link">Log in</a></p>'
         "</body></html>"
     ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"text/html; charset=utf-8"),
-                (b"content-length", str(len(body)).encode()),
-                (b"cache-control", b"no-store"),
-                (b"www-authenticate", b'Bearer realm="roost"'),
-                (b"x-request-id", _request_id(scope)),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await _unauthorized(scope, send, body, b"text/html; charset=utf-8", (b"cache-control", b"no-store"))
 
 
 async def _refuse(scope: dict[str, Any], send: Any) -> None:
     body = json.dumps(
         {"error": "this route needs Authorization: Bearer <internal_token>", "type": "Unauthorized"}
     ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b'Bearer realm="roost"'),
-                (b"x-request-id", _request_id(scope)),
-            ],
-        }
-    )
+    await _unauthorized(scope, send, body, b"application/json")
+
+
+async def _unauthorized(
+    scope: dict[str, Any], send: Any, body: bytes, content_type: bytes, *extra: tuple[bytes, bytes]
+) -> None:
+    """Answer 401 with ``body``, the bearer challenge and the request id."""
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+        (b"www-authenticate", b'Bearer realm="roost"'),
+        (b"x-request-id", _request_id(scope)),
+    ]
+    await send({"type": "http.response.start", "status": 401, "headers": headers})
     await send({"type": "http.response.body", "body": body})
