@@ -1,7 +1,6 @@
-"""One HTTP/1.1 connection of Roost's HTTP server: httptools parses, the ASGI app answers.
+"""One HTTP/1.1 connection of Roost's HTTP server: ``http_wire`` parses, the ASGI app answers.
 
-httptools (llhttp, the parser of Node.js, in C) turns the bytes into requests; this module
-frames the answers. Requests on a connection are served one after another, the app called in
+``http_wire`` turns the bytes into requests (with httptools); this module frames the answers. Requests on a connection are served one after another, the app called in
 the connection's own task: no task, channel or cancel scope is made per request, which is
 where hypercorn spent most of a request's CPU (see ``http_server``). Pipelined requests wait,
 parsed, until the ones before them are answered; the socket is read only when the current
@@ -14,7 +13,7 @@ already being served therefore runs to its end, which suits durable calls (their
 made and acknowledged whole or not at all).
 
 What the client does wrong gets an answer in JSON and a closed connection: a malformed
-request 400, a head over ``MAX_HEAD_BYTES`` 431; a client too slow for the timeouts is closed
+request 400, a head over ``http_wire.MAX_HEAD_BYTES`` 431; a client too slow for the timeouts is closed
 without one.
 """
 
@@ -22,27 +21,27 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-import time
-from collections import deque
-from dataclasses import dataclass, field
-from email.utils import formatdate
-from http import HTTPStatus
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-import httptools
 import trio
+
+from .http_wire import (
+    BadRequest,
+    Request,
+    RequestParser,
+    check_header,
+    date_header,
+    json_headers,
+    response_head,
+)
 
 log = logging.getLogger("roost.http.server")
 
 RECEIVE_BYTES = 65536
-MAX_HEAD_BYTES = 32 * 1024
 LINGER_SECONDS = 1.0
 _ASGI = {"version": "3.0", "spec_version": "2.3"}
-_REASONS = {status.value: status.phrase.encode() for status in HTTPStatus}
-_HEADER_NAME = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HEADER_VALUE_FORBIDDEN = re.compile(rb"[\x00\r\n]")
 _NO_BODY_STATUSES = frozenset({204, 304})
 
 
@@ -62,86 +61,6 @@ class ClientDisconnected(OSError):
     """The client went away: the answer can no longer be written."""
 
 
-class _BadRequest(Exception):
-    def __init__(self, status: int, what: str) -> None:
-        super().__init__(what)
-        self.status = status
-
-
-@dataclass(slots=True)
-class _Request:
-    """A request as the parser delivers it: the head, then the body in parts."""
-
-    method: bytes
-    target: bytes
-    http_version: str
-    headers: list[tuple[bytes, bytes]]
-    keep_alive: bool
-    expects_continue: bool
-    body: deque[bytes] = field(default_factory=deque)
-    complete: bool = False  # the whole body has arrived
-
-
-class _Parsing:
-    """httptools' callbacks: fills a queue of requests as bytes arrive."""
-
-    def __init__(self) -> None:
-        self.parser = httptools.HttpRequestParser(self)
-        self.requests: deque[_Request] = deque()
-        self.closed = False  # end of stream, or a protocol switch (nothing more is HTTP/1.1)
-        self.head_open = False  # a request's head has begun to arrive, and is not whole yet
-        self._target = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._head_bytes = 0
-
-    def feed(self, data: bytes) -> None:
-        """Parse ``data``; ``_BadRequest`` if it is not HTTP/1.1 or the head is too large."""
-        if not data:
-            self.closed = True
-            return
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade:
-            self.closed = True  # the request before the switch is served; nothing after it
-        except httptools.HttpParserCallbackError as exc:
-            raise exc.__context__ if isinstance(exc.__context__, _BadRequest) else _BadRequest(400, str(exc))
-        except httptools.HttpParserError as exc:
-            raise _BadRequest(400, f"malformed request: {exc}") from None
-        if self.head_open:
-            self._head_bytes += len(data)
-            if self._head_bytes > MAX_HEAD_BYTES:
-                raise _BadRequest(431, f"the request head is over {MAX_HEAD_BYTES} bytes")
-
-    def on_message_begin(self) -> None:
-        self._target, self._headers, self.head_open, self._head_bytes = b"", [], True, 0
-
-    def on_url(self, part: bytes) -> None:
-        self._target += part
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self._headers.append((name.lower(), value))
-
-    def on_headers_complete(self) -> None:
-        self.head_open = False
-        parser, headers = self.parser, self._headers
-        version = parser.get_http_version()
-        names = {name for name, _ in headers}
-        if version == "1.1" and b"host" not in names:
-            raise _BadRequest(400, "malformed request: an HTTP/1.1 request without a host header")
-        expects = b"expect" in names and any(
-            name == b"expect" and value.lower() == b"100-continue" for name, value in headers
-        )
-        self.requests.append(
-            _Request(parser.get_method(), self._target, version, headers, parser.should_keep_alive(), expects)
-        )
-
-    def on_body(self, part: bytes) -> None:
-        self.requests[-1].body.append(part)
-
-    def on_message_complete(self) -> None:
-        self.requests[-1].complete = True
-
-
 class HttpConnection:
     """Serves the requests of one accepted stream to ``app`` until either side closes, or
     the server drains (``draining`` set, then ``drain()``)."""
@@ -153,7 +72,7 @@ class HttpConnection:
         self.app = app
         self.limits = limits
         self.draining = draining
-        self.parsing = _Parsing()
+        self.parsing = RequestParser()
         self.client = _address(stream.socket.getpeername())
         self.server = _address(stream.socket.getsockname())
         self._waiting: trio.CancelScope | None = None
@@ -185,7 +104,7 @@ class HttpConnection:
                     await self._drain_input()
                 await self.stream.aclose()
 
-    async def _next_request(self) -> _Request | None:
+    async def _next_request(self) -> Request | None:
         """The next request whose head has arrived; ``None`` when the client closed or took
         too long, sent what is not HTTP/1.1 (answered 400 or 431 first), or the server drains
         before any of the next request arrived."""
@@ -198,7 +117,7 @@ class HttpConnection:
                         return None
                     await self.receive()
                 return parsing.requests[0]
-            except _BadRequest as exc:
+            except BadRequest as exc:
                 await self._refuse(exc)
             except (trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
@@ -220,10 +139,10 @@ class HttpConnection:
         if timed_out.cancelled_caught:
             raise ClientDisconnected("the client stopped reading the answer")
 
-    async def _refuse(self, exc: _BadRequest) -> None:
+    async def _refuse(self, exc: BadRequest) -> None:
         self._linger = True
         body = json.dumps({"error": str(exc), "type": "BadRequest"}).encode()
-        head = _head(exc.status, [*_json_headers(body), (b"connection", b"close")])
+        head = response_head(exc.status, [*json_headers(body), (b"connection", b"close")])
         try:
             await self.write(head + body)
         except ClientDisconnected:
@@ -244,7 +163,7 @@ class HttpConnection:
 class _Exchange:
     """One request and its answer: the scope, ``receive`` and ``send`` of one app call."""
 
-    def __init__(self, connection: HttpConnection, request: _Request) -> None:
+    def __init__(self, connection: HttpConnection, request: Request) -> None:
         self._connection = connection
         self._request = request
         self._head_only = request.method == b"HEAD"
@@ -336,7 +255,7 @@ class _Exchange:
                 try:
                     await connection.receive()
                     continue
-                except (trio.BrokenResourceError, trio.ClosedResourceError, _BadRequest):
+                except (trio.BrokenResourceError, trio.ClosedResourceError, BadRequest):
                     pass
             return self._gone()
         if request.body:
@@ -372,7 +291,7 @@ class _Exchange:
         if self._complete.is_set():
             return
         body, more = message.get("body", b""), message.get("more_body", False)
-        out = b"" if self._framing is not None else self._response_head(body, more)
+        out = b"" if self._framing is not None else self._responseresponse_head(body, more)
         out += self._frame(body, more)
         try:
             await self._connection.write(out)
@@ -384,15 +303,14 @@ class _Exchange:
         elif self._connection.draining.is_set():
             self.end_stream()
 
-    def _response_head(self, first: bytes, more: bool) -> bytes:
+    def _responseresponse_head(self, first: bytes, more: bool) -> bytes:
         """The status line and headers, choosing how the body is framed."""
         status, app_headers = self._start  # type: ignore[misc]
         headers: list[tuple[bytes, bytes]] = []
         length: int | None = None
         for name, value in app_headers:
             name, value = bytes(name).lower(), bytes(value)
-            if not _HEADER_NAME.fullmatch(name) or _HEADER_VALUE_FORBIDDEN.search(value):
-                raise ValueError(f"invalid response header {name!r}: {value!r}")
+            check_header(name, value)
             if name == b"content-length":
                 length = int(value)
                 continue
@@ -417,7 +335,7 @@ class _Exchange:
             self._framing, self._keep_alive = "close", False
         if length is not None:
             headers.append((b"content-length", str(length).encode()))
-        headers.append((b"date", _date_header()))
+        headers.append((b"date", date_header()))
         if self._connection.draining.is_set() or not self._request.complete:
             # Draining, or answering before the body came (a 413): this answer is the last.
             self._keep_alive = False
@@ -425,7 +343,7 @@ class _Exchange:
             headers.append((b"connection", b"close"))
         elif self._request.http_version == "1.0":
             headers.append((b"connection", b"keep-alive"))
-        return _head(status, headers)
+        return response_head(status, headers)
 
     def _frame(self, body: bytes, more: bool) -> bytes:
         """``body`` as the chosen framing sends it (nothing of it for HEAD)."""
@@ -446,36 +364,11 @@ class _Exchange:
 
     async def _answer_error(self, what: str) -> None:
         body = json.dumps({"error": what, "type": "InternalError"}).encode()
-        self._start = (500, _json_headers(body))
+        self._start = (500, json_headers(body))
         try:
             await self._send({"type": "http.response.body", "body": body})
         except ClientDisconnected:
             pass
-
-
-def _head(status: int, headers: list[tuple[bytes, bytes]]) -> bytes:
-    lines = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS.get(status, b""))]
-    lines += [name + b": " + value + b"\r\n" for name, value in headers]
-    lines.append(b"\r\n")
-    return b"".join(lines)
-
-
-def _json_headers(body: bytes) -> list[tuple[bytes, bytes]]:
-    return [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-
-
-class _DateHeader:
-    """The ``date`` header's value, formatted once a second."""
-
-    second = -1
-    value = b""
-
-
-def _date_header() -> bytes:
-    now = int(time.time())
-    if now != _DateHeader.second:
-        _DateHeader.second, _DateHeader.value = now, formatdate(now, usegmt=True).encode()
-    return _DateHeader.value
 
 
 def _address(address: Any) -> tuple[str, int] | None:
