@@ -91,8 +91,8 @@ class JobStatusActor(Actor):
         record that expired is None, with revision 0. Like every result, it is released only
         once the change it shows is durable."""
         _check_wait(seen_revision, timeout_seconds)
+        changed = self._changed  # taken before the read: a change while it reads still wakes us
         if await self.storage.get(REVISION_KEY, 0) == seen_revision:
-            changed = self._changed
             with trio.move_on_after(timeout_seconds):
                 await changed.wait()
         return {
