@@ -9,6 +9,7 @@ import time
 import httpx
 from conftest import TOKEN
 from selenium.webdriver.common.by import By
+from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
 from selenium.webdriver.support.expected_conditions import staleness_of
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -23,7 +24,20 @@ def _wait(driver, condition, message: str):
 def _click(driver, by: str, value: str) -> None:
     """Click a link or button that loads a page, and wait for that page."""
     old = driver.find_element(By.TAG_NAME, "html")
-    driver.find_element(by, value).click()
+
+    def clicked(d) -> bool:
+        # The page's live refresh may replace the element between finding and clicking it.
+        try:
+            d.find_element(by, value).click()
+        except StaleElementReferenceException:
+            return False
+        except WebDriverException as exc:
+            if "does not belong to the document" not in str(exc):
+                raise
+            return False
+        return True
+
+    _wait(driver, clicked, f"{value} could not be clicked")
     _wait(driver, staleness_of(old), f"clicking {value} loaded no page")
 
 
