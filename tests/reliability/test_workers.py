@@ -47,15 +47,26 @@ class Client:
         self._connection.close()
 
 
-def hammer(url: str, names: list[str], *, connections: int, per_connection: int) -> tuple[Counter, Counter]:
+def hammer(
+    url: str,
+    names: list[str],
+    *,
+    connections: int,
+    per_connection: int,
+    halfway: threading.Event | None = None,
+) -> tuple[Counter, Counter]:
     """Increment ``names`` round-robin from ``connections`` threads at once; returns the
-    acknowledged increments per name and the other outcomes (status or error) with counts."""
+    acknowledged increments per name and the other outcomes (status or error) with counts.
+    ``halfway`` is set once half of all the calls have been answered."""
+    half = connections * per_connection // 2
+    answered = 0
     acked: Counter[str] = Counter()
     other: Counter[object] = Counter()
     lock = threading.Lock()
     start = threading.Barrier(connections)
 
     def run(index: int) -> None:
+        nonlocal answered
         client = Client(url)
         start.wait()
         for i in range(per_connection):
@@ -72,6 +83,9 @@ def hammer(url: str, names: list[str], *, connections: int, per_connection: int)
                     acked[name] += 1
                 else:
                     other[status] += 1
+                answered += 1
+                if halfway is not None and answered >= half:
+                    halfway.set()
         client.close()
 
     threads = [threading.Thread(target=run, args=(index,)) for index in range(connections)]
@@ -202,16 +216,22 @@ def test_kill_9_of_one_worker_loses_nothing_acknowledged(app_dir: Path) -> None:
     try:
         names = [f"k{n}" for n in range(20)]
         result: list[tuple[Counter, Counter]] = []
+        halfway = threading.Event()
         load = threading.Thread(
-            target=lambda: result.append(hammer(server.url, names, connections=8, per_connection=150))
+            target=lambda: result.append(
+                hammer(server.url, names, connections=8, per_connection=300, halfway=halfway)
+            )
         )
         load.start()
-        time.sleep(0.5)
+        assert halfway.wait(60)
         victim = server.worker_pids()[0]
         os.kill(victim, signal.SIGKILL)
         load.join()
         acked, other = result[0]
         in_doubt = sum(other.values())
+        # Read back once the replacement serves: a read forwarded to the victim before then
+        # would itself be an unknown outcome.
+        wait_until_serving_again(server, workers=2)
         found = values(server.url, names)
         for name in names:
             assert acked[name] <= found[name] <= acked[name] + in_doubt, (name, acked[name], found[name])
@@ -237,14 +257,19 @@ def test_a_worker_killed_while_it_starts_is_started_again(app_dir: Path) -> None
         os.kill(first[0], signal.SIGKILL)
         replacement = _new_pid(server, set(first))
         os.kill(replacement, signal.SIGKILL)  # before it serves: it is still importing
-        deadline = time.monotonic() + 30
-        while len(server.worker_pids()) < 2 or "serves again" not in server.log():
-            assert time.monotonic() < deadline, server.log()
-            time.sleep(0.05)
+        wait_until_serving_again(server, workers=2)
         assert "cannot serve" not in server.log()
         assert values(server.url, names) == {name: 1 for name in names}
     finally:
         assert server.stop() == 0
+
+
+def wait_until_serving_again(server: ServeProcess, *, workers: int) -> None:
+    """Wait until the supervisor has all ``workers`` running and says a restarted one serves."""
+    deadline = time.monotonic() + 30
+    while len(server.worker_pids()) < workers or "serves again" not in server.log():
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.05)
 
 
 def _new_pid(server: ServeProcess, known: set[int]) -> int:
