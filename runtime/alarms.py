@@ -14,6 +14,7 @@ import heapq
 import logging
 import math
 import random
+from collections.abc import Callable
 from contextlib import nullcontext
 from functools import partial
 from typing import TYPE_CHECKING
@@ -57,18 +58,30 @@ class Alarms:
 
     def __init__(self, shards: Shards, host: Host) -> None:
         self._shards = shards
-        self._by_shard = {shard.index: AlarmScheduler(shard.env, host) for shard in shards}
+        owns = self._owns
+        self._by_shard = {shard.index: AlarmScheduler(shard.env, host, owns) for shard in shards}
 
-    def _of(self, prefix: bytes) -> AlarmScheduler:
+    def _owns(self, prefix: bytes) -> bool:
+        return self._shards.for_prefix(prefix) is not None
+
+    def _of(self, prefix: bytes) -> AlarmScheduler | None:
         shard = self._shards.for_prefix(prefix)
-        assert shard is not None, "an alarm of an actor this process does not own"
-        return self._by_shard[shard.index]
+        return None if shard is None else self._by_shard[shard.index]
 
     def alarm_committed(self, prefix: bytes, when: float | None) -> None:
-        self._of(prefix).alarm_committed(prefix, when)
+        scheduler = self._of(prefix)
+        if scheduler is not None:  # None: its partition moved away as the commit landed
+            scheduler.alarm_committed(prefix, when)
 
     async def deliver_now(self, prefix: bytes) -> bool:
-        return await self._of(prefix).deliver_now(prefix)
+        scheduler = self._of(prefix)
+        assert scheduler is not None, "an alarm of an actor this process does not own"
+        return await scheduler.deliver_now(prefix)
+
+    def rescan(self) -> None:
+        """Look through every stored alarm again (this process began serving a partition)."""
+        for scheduler in self._by_shard.values():
+            scheduler.rescan()
 
     @property
     def pending(self) -> int:
@@ -106,9 +119,13 @@ def retry_delay_seconds(retry_count: int) -> float:
 
 
 class AlarmScheduler:
-    def __init__(self, store: Environment, host: Host) -> None:
+    """``owns`` tells the alarms of actors this process serves from those of partitions a
+    cluster moved elsewhere, which stay in the index, undelivered here."""
+
+    def __init__(self, store: Environment, host: Host, owns: Callable[[bytes], bool]) -> None:
         self._store = store
         self._host = host
+        self._owns = owns
         # The scan resumes at the first index key at or after this one: every entry before it
         # has been dispatched, and was cleared, is being delivered or awaits its retry.
         self._resume_key = b""
@@ -127,6 +144,10 @@ class AlarmScheduler:
         return self._store.alarm_count()
 
     # -- told by storage commits -----------------------------------------------------------
+
+    def rescan(self) -> None:
+        self._resume_key = b""
+        self._wakeup.set()
 
     def alarm_committed(self, prefix: bytes, when: float | None) -> None:
         """An actor's alarm became ``when`` (None: deleted) in a durable commit."""
@@ -169,7 +190,7 @@ class AlarmScheduler:
         limit = room + len(self._busy)
         entries = self._store.alarms_due(self._resume_key, now, limit)
         for key, prefix in entries:
-            if prefix in self._busy:
+            if prefix in self._busy or not self._owns(prefix):
                 continue
             if room == 0:
                 self._resume_key = key
@@ -215,6 +236,8 @@ class AlarmScheduler:
                 log.error("alarm of actor %s: its namespace is not bound in this runtime", prefix.hex())
                 return False
             actor_id = ActorId(prefix[NAMESPACE_KEY_BYTES:], info.binding)
+            if not self._owns(prefix):
+                return False  # its partition moved away since the scan: its new owner delivers it
             handler = partial(_run_alarm, AlarmInfo(retry_count, retry_count > 0), force, host.tracing)
             try:
                 ran = await host.instance_for(info, actor_id).run(handler, max_inbox=host.max_inbox)

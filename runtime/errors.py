@@ -56,6 +56,11 @@ class WorkerUnavailableError(ActorResetError):
     call was not delivered and may be retried."""
 
 
+class NotOwnerError(WorkerUnavailableError):
+    """A forwarded call reached a process that does not serve the actor's partition (it
+    moved, or is being taken over); the call was not delivered and may be retried."""
+
+
 class DataCloneError(ActorError, TypeError):
     """A value cannot be copied through msgpack (unsupported type, naive datetime, ...)."""
 
@@ -90,6 +95,8 @@ ROOST_ERRORS: dict[str, type[ActorError]] = {
         MethodNotFoundError,
         OverloadedError,
         ActorResetError,
+        WorkerUnavailableError,
+        NotOwnerError,
         DataCloneError,
         CallTimeoutError,
         StorageError,

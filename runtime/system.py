@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, Protocol
 
 import trio
 
@@ -34,10 +34,9 @@ from .limits import (
 )
 from .model.actor import Actor
 from .model.env import Env
-from .model.host import Host, NamespaceInfo
+from .model.host import Forwarder, Host, NamespaceInfo
 from .model.stubs import Namespace
 from .observability.tracing import Tracing, open_tracing
-from .placement.worker import Placement
 from .triggers import CRON_BINDING, TRIGGERS_BINDING, CronActor, CronTriggers
 
 log = logging.getLogger("roost.runtime")
@@ -63,7 +62,7 @@ class Runtime:
         self.env: Env = Env({})
         self.tracing = Tracing(enabled=False)
         # Set in a worker of ``roost serve --workers N``: the other workers, for ``/metrics``.
-        self.placement: Placement | None = None
+        self.placement: Placed | None = None
         self.http_requests = 0  # answered by ``asgi_app``
 
     def namespace(self, binding: str) -> Namespace:
@@ -184,16 +183,31 @@ async def open_runtime(
         yield rt
 
 
+class Placed(Protocol):
+    """Where a process stands among others holding the same actors: a worker of ``roost
+    serve --workers N`` (``runtime.placement``) or a cluster's node (``runtime.cluster``)."""
+
+    async def open_shards(self, data_dir: str, *, map_size_bytes: int, max_map_size_bytes: int) -> Shards: ...
+
+    def attach(self, host: Host, rescan_alarms: Callable[[], None]) -> None: ...
+
+    def forwarder(self, host: Host) -> Forwarder: ...
+
+    async def serve(self, host: Host, statistics: Callable[[], dict[str, Any]], *, task_status: Any = ...) -> None: ...
+
+    async def statistics(self, own: dict[str, Any]) -> dict[Any, dict[str, Any] | None]: ...
+
+
 @asynccontextmanager
 async def open_worker_runtime(
     config: Config,
-    placement: Placement,
+    placement: Placed,
     *,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
 ) -> AsyncIterator[Runtime]:
-    """The runtime of one worker process: the partitions ``placement`` gives it, the others
-    reached through it."""
+    """The runtime of one worker process (or cluster node): the partitions ``placement``
+    gives it, the others reached through it."""
     options = _Options(
         idle_timeout, DEFAULT_MAX_INBOX, request_timeout, DEFAULT_MAP_SIZE_BYTES, DEFAULT_MAP_SIZE_BYTES
     )
@@ -212,7 +226,7 @@ class _Options:
 
 
 @asynccontextmanager
-async def _open(resolved: Config, options: _Options, placement: Placement | None) -> AsyncIterator[Runtime]:
+async def _open(resolved: Config, options: _Options, placement: Placed | None) -> AsyncIterator[Runtime]:
     if resolved.data_dir is None:
         raise ConfigError(f"{resolved.source}: no data_dir given (set data_dir, or pass data_dir=...)")
     _check_positive("idle_timeout", options.idle_timeout)
@@ -228,9 +242,12 @@ async def _open(resolved: Config, options: _Options, placement: Placement | None
             raise ConfigError(
                 f"{resolved.source}: binding {binding!r}: {cls!r} is not a subclass of runtime.Actor"
             )
-    shards = await _open_shards(
-        resolved.data_dir, options, None if placement is None else placement.worker
-    )
+    if placement is None:
+        shards = await _open_shards(resolved.data_dir, options)
+    else:
+        shards = await placement.open_shards(
+            resolved.data_dir, map_size_bytes=options.map_size, max_map_size_bytes=options.max_map_size
+        )
     host = Host(shards, idle_timeout_seconds=options.idle_timeout, max_inbox=options.max_inbox)
     for shard in shards:
         shard.committer.on_failure = host.on_commit_failure
@@ -243,6 +260,7 @@ async def _open(resolved: Config, options: _Options, placement: Placement | None
     rt.request_timeout_seconds = options.request_timeout
     if placement is not None:
         rt.placement = placement
+        placement.attach(host, alarms.rescan)
         host.forwarder = placement.forwarder(host)
     bindings: dict[str, Any] = dict(resolved.vars)
     for binding, cls in classes.items():
@@ -330,14 +348,9 @@ def _check_positive(name: str, value: float) -> None:
         raise ValueError(f"{name} must be a positive number, got {value!r}")
 
 
-async def _open_shards(path: str, options: _Options, worker: int | None) -> Shards:
+async def _open_shards(path: str, options: _Options) -> Shards:
     def open_them() -> Shards:
-        return open_shards(
-            path,
-            map_size_bytes=options.map_size,
-            max_map_size_bytes=options.max_map_size,
-            worker=worker,
-        )
+        return open_shards(path, map_size_bytes=options.map_size, max_map_size_bytes=options.max_map_size)
 
     if clock.is_virtual():
         return open_them()

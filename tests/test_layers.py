@@ -27,7 +27,7 @@ LAYERS = {
     "model.gates": 4, "model.actor": 4, "model.instance": 4, "model.host": 4, "alarms": 4,
     "model.stubs": 5, "model.remote_errors": 5, "placement": 5, "triggers": 5,
     "http": 6,
-    "system": 7, "testing": 7,
+    "system": 7, "testing": 7, "cluster": 7,
     "serving": 8,
 }  # fmt: skip
 

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from . import bridge, spike
-from .nats_cluster import open_cluster
+from runtime.cluster.local_nats import open_cluster
 
 RESULTS = Path(__file__).resolve().parents[1] / "results" / "cluster-spike.json"
 

@@ -244,7 +244,7 @@ def main() -> None:
     if a.mode and a.url:
         print(json.dumps(run_one(a.mode, a.url, a.concurrency, a.seconds)))
         return
-    from .nats_cluster import open_cluster
+    from runtime.cluster.local_nats import open_cluster
 
     with open_cluster() as cluster:
         print(json.dumps(measure(cluster, a.seconds), indent=1))

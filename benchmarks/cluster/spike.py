@@ -335,7 +335,7 @@ async def run(cluster, seconds: float = 5.0, log=print) -> dict[str, Any]:
 def main() -> None:
     import json
 
-    from .nats_cluster import open_cluster
+    from runtime.cluster.local_nats import open_cluster
 
     with open_cluster() as cluster:
         print(json.dumps(asyncio.run(run(cluster, 3.0)), indent=1))

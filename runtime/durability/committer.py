@@ -10,6 +10,11 @@ committer task, where a thread would let virtual time jump. What must stay true:
 taken only while every task is at an await (so writes made without yielding never straddle
 two commits), a batch's ``done`` is set only after its commit returned, and a failed part is
 reported to ``on_failure`` before ``done`` is set.
+
+In a cluster (``runtime.cluster``) a ``replicator`` first appends each batch's writes to the
+partitions' replicated logs; only the writes it accepted are applied to LMDB, and ``done`` is
+set after both. One batch is replicated or applied at a time, so a partition never has two
+appends in flight.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
@@ -51,6 +57,24 @@ class Writer(Protocol):
     def writes_committed(self, batch: Batch) -> None: ...
 
 
+@dataclass(slots=True)
+class Replicated:
+    """What a replicator did with a batch: the actors' writes it refused (with why), and
+    the meta records to write in the same LMDB transaction as the rest."""
+
+    refused: list[tuple[ActorWrites, Exception]] = field(default_factory=list)
+    meta: dict[bytes, bytes] = field(default_factory=dict)
+
+
+class Replicator(Protocol):
+    """Makes a batch durable elsewhere before it is applied (``runtime.cluster``)."""
+
+    async def replicate(self, work: list[ActorWrites]) -> Replicated: ...
+
+    def not_applied(self, work: list[ActorWrites]) -> None:
+        """Replicated writes that LMDB then failed to apply: the local copy lags the log."""
+
+
 class Batch:
     """The writes of one group commit and the event that releases their output gates."""
 
@@ -69,13 +93,14 @@ class Batch:
 class _Commit:
     """A batch on its way through the writer thread: set there, read on the trio thread."""
 
-    __slots__ = ("batch", "work", "finished", "failed_parts", "error", "seconds")
+    __slots__ = ("batch", "work", "finished", "failed_parts", "replicated", "error", "seconds")
 
     def __init__(self, batch: Batch, work: list[ActorWrites]) -> None:
         self.batch = batch
         self.work = work
         self.finished = False
         self.failed_parts: list[tuple[ActorWrites, Exception]] = []
+        self.replicated: Replicated | None = None
         self.error: BaseException | None = None
         self.seconds = 0.0
 
@@ -128,6 +153,8 @@ class Committer:
         # Told of every writer whose writes did not commit (the host resets its actor).
         self.on_failure: FailureHandler = _unhandled_failure
         self.fault: CommitFault | None = None
+        # Set before ``run()`` in a cluster: appends every batch to the replicated log first.
+        self.replicator: Replicator | None = None
         self.statistics = CommitStatistics()
         self._open = Batch()
         self._running: _Commit | None = None
@@ -135,6 +162,7 @@ class Committer:
         self._closing = False
         self._inline = True
         self._token: trio.lowlevel.TrioToken | None = None
+        self._nursery: trio.Nursery | None = None
 
     @property
     def open_batch(self) -> Batch:
@@ -178,15 +206,18 @@ class Committer:
         self._token = trio.lowlevel.current_trio_token()
         if not self._inline:
             _switch_interval.lower()
-        task_status.started()
         try:
-            while True:
-                await self._wakeup.wait()
-                self._wakeup = trio.Event()
-                self._advance()
-                if self._closing and self._running is None and not self._open.writers:
-                    return
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                task_status.started()
+                while True:
+                    await self._wakeup.wait()
+                    self._wakeup = trio.Event()
+                    self._advance()
+                    if self._closing and self._running is None and not self._open.writers:
+                        return
         finally:
+            self._nursery = None
             # Never leave a write transaction on the thread behind: the environment closes next.
             with trio.CancelScope(shield=True):
                 while self._running is not None and not self._running.finished:
@@ -219,7 +250,24 @@ class Committer:
 
     def _start(self) -> None:
         batch, self._open = self._open, Batch()
-        self._submit(_Commit(batch, [writer.take_writes() for writer in batch.writers]))
+        commit = _Commit(batch, [writer.take_writes() for writer in batch.writers])
+        if self.replicator is None:
+            self._submit(commit)
+            return
+        assert self._nursery is not None, "Committer.run is not running"
+        self._running = commit
+        self._nursery.start_soon(self._replicate, self.replicator, commit)
+
+    async def _replicate(self, replicator: Replicator, commit: _Commit) -> None:
+        """Append the batch to the log, then apply what was accepted (shielded: a commit
+        that started always ends, so its writers always learn their outcome)."""
+        with trio.CancelScope(shield=True):
+            try:
+                commit.replicated = await replicator.replicate(commit.work)
+            except Exception as exc:
+                log.exception("replicating a group commit failed")
+                commit.replicated = Replicated(refused=[(writes, StorageError(str(exc))) for writes in commit.work])
+        self._submit(commit)
 
     def _submit(self, commit: _Commit) -> None:
         if self._inline:
@@ -242,8 +290,15 @@ class Committer:
         """On the writer thread (inline under ``MockClock``): the whole LMDB transaction."""
         # Commit latency is real elapsed work, not runtime time: perf_counter is right here.
         started = time.perf_counter()
+        replicated = commit.replicated
         try:
-            commit.failed_parts = self._env.apply_batch(commit.work, self.fault, filled)
+            if replicated is None:
+                commit.failed_parts = self._env.apply_batch(commit.work, self.fault, filled)
+            else:
+                refused = {id(writes) for writes, _ in replicated.refused}
+                accepted = [writes for writes in commit.work if id(writes) not in refused]
+                failed = self._env.apply_batch(accepted, self.fault, filled, meta=replicated.meta)
+                commit.failed_parts = [*replicated.refused, *failed]
         except BaseException as exc:
             commit.error = exc
         finally:
@@ -267,6 +322,9 @@ class Committer:
         """A finished commit: grow the map and retry it, or report it to its writers."""
         error = commit.error
         if error is None:
+            replicated = commit.replicated
+            if replicated is not None and self.replicator is not None and len(commit.failed_parts) > len(replicated.refused):
+                self.replicator.not_applied([writes for writes, _ in commit.failed_parts[len(replicated.refused) :]])
             self._complete(commit, commit.failed_parts)
             return
         if isinstance(error, MapFull):
@@ -282,6 +340,10 @@ class Committer:
             raise error
         log.error("group commit of %d actors failed: %s", len(commit.work), error)
         self.statistics.failed_commits += 1
+        replicated = commit.replicated
+        if replicated is not None and self.replicator is not None:
+            refused = {id(writes) for writes, _ in replicated.refused}
+            self.replicator.not_applied([writes for writes in commit.work if id(writes) not in refused])
         self._complete(commit, [(writes, error) for writes in commit.work], record=False)
 
     def _complete(

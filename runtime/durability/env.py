@@ -216,8 +216,11 @@ class Environment:
         batch: list[ActorWrites],
         fault: Callable[[ActorWrites | None], None] | None = None,
         filled: Callable[[], None] | None = None,
+        *,
+        meta: dict[bytes, bytes] | None = None,
     ) -> list[tuple[ActorWrites, Exception]]:
-        """Commit every actor's writes in one durable transaction.
+        """Commit every actor's writes in one durable transaction, with ``meta``'s records
+        (a cluster's applied log positions) in the same one.
 
         Returns the actors whose own part failed (their writes are not in the commit): the
         writes go in together, and only if one actor's part fails are they applied again one
@@ -232,6 +235,8 @@ class Environment:
                 try:
                     if fault is not None or not self._fill_together(txn, batch):
                         failed = self._fill_apart(txn, batch, fault)
+                    for key, value in (meta or {}).items():
+                        txn.put(key, value, db=self.meta)
                 finally:
                     if filled is not None:
                         filled()
@@ -319,6 +324,21 @@ class Environment:
             and not _has_keys(txn, self.kv, prefix)
         ):
             writes.record_removed = txn.delete(prefix, db=self.actors)
+
+    def get_meta(self, key: bytes) -> bytes | None:
+        try:
+            with self._env.begin(db=self.meta) as txn:
+                return txn.get(key)
+        except lmdb.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
+
+    def holds_actor_data(self) -> bool:
+        """Whether any actor has a record here."""
+        try:
+            with self._env.begin(db=self.actors) as txn:
+                return txn.stat(self.actors)["entries"] > 0
+        except lmdb.Error as exc:
+            raise StorageError(f"read failed: {exc}") from exc
 
     def grow(self) -> bool:
         """Double the map size up to the maximum. Call only with no transaction open."""

@@ -100,10 +100,16 @@ def _core_routes(adapter: Adapter, metric_sources: list[MetricSource]) -> list[R
         stats = rt.statistics()
         workers = None if rt.placement is None else await rt.placement.statistics(stats)
         families = [family for source in metric_sources for family in await source()]
-        text = metrics.render(stats, families, workers)
+        text = metrics.render(stats, families, workers, getattr(rt.placement, "metric_label", "worker"))
         return Response(text, headers={"content-type": metrics.CONTENT_TYPE})
 
-    return [(["GET"], "/healthz", healthz), (["GET"], "/metrics", prometheus)]
+    async def cluster(rt: Any, req: Request) -> Response:
+        status = getattr(rt.placement, "status", None)
+        if status is None:
+            return Response({"error": "this server is not a cluster node (roost serve --cluster)"}, 404)
+        return Response(status())
+
+    return [(["GET"], "/healthz", healthz), (["GET"], "/metrics", prometheus), (["GET"], "/cluster", cluster)]
 
 
 def _incoming() -> Incoming:

@@ -28,7 +28,7 @@ from ..observability.correlation import correlation_id_from_headers
 
 # The first path segment of every internal route (API.md section 8). Empty segments are
 # skipped, as Werkzeug merges repeated slashes before it routes.
-INTERNAL_SEGMENTS = frozenset({"actors", "rpc", "queues", "jobs", "metrics", "dashboard"})
+INTERNAL_SEGMENTS = frozenset({"actors", "rpc", "queues", "jobs", "metrics", "dashboard", "cluster"})
 SESSION_COOKIE = "roost_session"
 LOGIN_PATH = ("dashboard", "login")
 LOGOUT_PATH = ("dashboard", "logout")

@@ -27,25 +27,35 @@ _SCALARS = {
     "alarms_failed": ("roost_alarms_failed_total", "counter", "Alarm deliveries that failed."),
     "alarms_dropped": ("roost_alarms_dropped_total", "counter", "Alarms dropped after their last retry."),
     "http_requests": ("roost_http_requests_total", "counter", "HTTP requests answered."),
+    # A cluster's node (roost serve --cluster) only:
+    "cluster_partitions_served": ("roost_cluster_partitions_served", "gauge", "Partitions this node serves."),
+    "cluster_takeovers": ("roost_cluster_takeovers_total", "counter", "Partitions taken over (fenced, caught up)."),
+    "cluster_hand_offs": ("roost_cluster_hand_offs_total", "counter", "Partitions handed off to their home node."),
+    "cluster_partitions_lost": ("roost_cluster_partitions_lost_total", "counter", "Partitions given up."),
+    "cluster_records_replayed": ("roost_cluster_records_replayed_total", "counter", "Log records caught up."),
+    "cluster_log_appends": ("roost_cluster_log_appends_total", "counter", "Records appended to the log."),
 }
 
 
 def render(
     stats: dict[str, Any],
     families: list[MetricFamily] = (),
-    workers: dict[int, dict[str, Any] | None] | None = None,
+    workers: dict[Any, dict[str, Any] | None] | None = None,
+    label: str = "worker",
 ) -> str:
     """The runtime's ``stats``, then the extensions' metric ``families``. With ``workers``
     (``roost serve --workers N``: each worker's statistics, None where one did not answer),
     the runtime's series come once per worker with a ``worker`` label instead, and
-    ``roost_worker_up`` says which answered; the families are the whole server's already."""
+    ``roost_worker_up`` says which answered; the families are the whole server's already.
+    A cluster's node gives its own statistics under ``label`` ``node``."""
     if workers is None:
         sources: list[tuple[dict[str, str], dict[str, Any]]] = [({}, stats)]
         lines: list[str] = []
     else:
-        sources = [({"worker": str(w)}, found) for w, found in workers.items() if found is not None]
-        lines = ["# HELP roost_worker_up 1 if the worker answered for this scrape.", "# TYPE roost_worker_up gauge"]
-        lines += [f'roost_worker_up{{worker="{w}"}} {int(found is not None)}' for w, found in workers.items()]
+        sources = [({label: str(w)}, found) for w, found in workers.items() if found is not None]
+        up = f"roost_{label}_up"
+        lines = [f"# HELP {up} 1 if the {label} answered for this scrape.", f"# TYPE {up} gauge"]
+        lines += [f'{up}{{{label}="{w}"}} {int(found is not None)}' for w, found in workers.items()]
     for key, (name, kind, help_text) in _SCALARS.items():
         if any(key in found for _, found in sources):
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} {kind}"]

@@ -176,6 +176,18 @@ class Host:
         self._forget(instance)
         instance.mark_reset(reason)
 
+    def reset_where(self, matches: Callable[[bytes], bool], reason: str) -> int:
+        """Reset every live instance whose prefix ``matches`` (a partition that moved away);
+        returns how many."""
+        found = [instance for prefix, instance in self._instances.items() if matches(prefix)]
+        for instance in found:
+            self.reset(instance, reason)
+        return len(found)
+
+    def busy_where(self, matches: Callable[[bytes], bool]) -> bool:
+        """Whether a live instance whose prefix ``matches`` has an event running or waiting."""
+        return any(not instance.is_idle for prefix, instance in self._instances.items() if matches(prefix))
+
     def on_commit_failure(self, writer: Writer, exc: Exception) -> None:
         instance = self._instances.get(writer.prefix)
         if instance is not None and instance.storage is writer:

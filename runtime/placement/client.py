@@ -10,6 +10,7 @@ A worker that stops without dying (SIGSTOP) holds its callers until their own ti
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Hashable
 from contextlib import suppress
 from typing import Any
 
@@ -36,8 +37,8 @@ class _Pending:
 
 
 class _Connection:
-    def __init__(self, worker: int, stream: trio.SocketStream) -> None:
-        self.worker = worker
+    def __init__(self, peer: str, stream: trio.abc.Stream) -> None:
+        self.peer = peer  # "worker 1", "node b": for messages
         self._stream = stream
         self._writer = frames.FrameWriter(stream)
         self._next_id = 0
@@ -47,7 +48,7 @@ class _Connection:
     async def request(self, message: list[Any]) -> tuple[bool, Any]:
         """Send ``message`` and wait for its answer: (ok, value)."""
         if self.closed:
-            raise WorkerUnavailableError(f"the connection to worker {self.worker} closed; the call was not sent")
+            raise WorkerUnavailableError(f"the connection to {self.peer} closed; the call was not sent")
         self._next_id += 1
         call_id = self._next_id
         pending = self._pending[call_id] = _Pending()
@@ -62,7 +63,7 @@ class _Connection:
             del self._pending[call_id]
         if pending.reply is None:
             raise ActorResetError(
-                f"worker {self.worker} stopped while the call was in progress; its outcome is unknown"
+                f"{self.peer} stopped while the call was in progress; its outcome is unknown"
             )
         return pending.reply
 
@@ -99,15 +100,27 @@ class _Connection:
             await self._stream.aclose()
 
 
-class Peers:
-    """This worker's connections to the others; the host's ``Forwarder``."""
+Connect = Callable[[Any], Awaitable[trio.abc.Stream]]
 
-    def __init__(self, host: Host, owner_of: Any, socket_path: Any) -> None:
+
+def _worker(owner: Any) -> str:
+    return f"worker {owner}"
+
+
+class Peers:
+    """This process's connections to the other owners (workers, or a cluster's nodes);
+    the host's ``Forwarder``. ``owner_of`` names the owner of an actor's prefix, ``connect``
+    opens a stream to an owner, ``describe`` names one in messages."""
+
+    def __init__(
+        self, host: Host, owner_of: Callable[[bytes], Any], connect: Connect, describe: Callable[[Any], str] = _worker
+    ) -> None:
         self._host = host
         self._owner_of = owner_of
-        self._socket_path = socket_path
-        self._connections: dict[int, _Connection] = {}
-        self._connecting: dict[int, trio.Lock] = {}
+        self._connect = connect
+        self._describe = describe
+        self._connections: dict[Hashable, _Connection] = {}
+        self._connecting: dict[Hashable, trio.Lock] = {}
         self._nursery: trio.Nursery | None = None
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
@@ -118,9 +131,16 @@ class Peers:
             await trio.sleep_forever()
 
     async def forward(self, prefix: bytes, binding: str, actor_id: ActorId, call: tuple) -> Any:
-        """Run ``call`` (as a stub describes it) on the worker owning ``prefix``."""
+        """Run ``call`` (as a stub describes it) on the owner of ``prefix``."""
+        message = self.call_message(binding, actor_id, call)
+        ok, value = await self.request(self._owner_of(prefix), message)
+        if not ok:
+            raise from_wire(value)
+        return decode_reply(call, value)
+
+    def call_message(self, binding: str, actor_id: ActorId, call: tuple) -> list[Any]:
         kind, body = encode_call(call)
-        message = [
+        return [
             "call",
             binding,
             actor_id.raw,
@@ -130,17 +150,13 @@ class Peers:
             current_correlation_id.get(),
             self._host.tracing.current_traceparent(),
         ]
-        ok, value = await self.request(self._owner_of(prefix), message)
-        if not ok:
-            raise from_wire(value)
-        return decode_reply(call, value)
 
-    async def request(self, worker: int, message: list[Any]) -> tuple[bool, Any]:
-        """Send ``message`` to ``worker`` and return its answer (ok, value)."""
-        connection = await self._connection(worker)
+    async def request(self, owner: Any, message: list[Any]) -> tuple[bool, Any]:
+        """Send ``message`` to ``owner`` and return its answer (ok, value)."""
+        connection = await self._connection(owner)
         return await connection.request(message)
 
-    async def _connection(self, worker: int) -> _Connection:
+    async def _connection(self, worker: Any) -> _Connection:
         found = self._connections.get(worker)
         if found is not None and not found.closed:
             return found
@@ -152,15 +168,15 @@ class Peers:
                     return found
                 while True:
                     try:
-                        stream = await trio.open_unix_socket(self._socket_path(worker))
+                        stream = await self._connect(worker)
                         break
                     except OSError:
                         await trio.sleep(RECONNECT_PAUSE_SECONDS)
-                connection = self._connections[worker] = _Connection(worker, stream)
+                connection = self._connections[worker] = _Connection(self._describe(worker), stream)
                 assert self._nursery is not None, "Peers.run is not running"
                 self._nursery.start_soon(connection.run)
                 return connection
         raise WorkerUnavailableError(
-            f"worker {worker}, the owner of this actor, is not running (restarting?);"
+            f"{self._describe(worker)}, the owner of this actor, is not running (restarting?);"
             f" waited {OWNER_WAIT_SECONDS:g} s; the call was not delivered"
         )

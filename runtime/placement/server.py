@@ -1,5 +1,5 @@
-"""The owning half of the channel between workers: a unix socket on which the other workers'
-calls arrive, each run as an event of this worker's actor, answered when it is done (after
+"""The owning half of the channel between workers: a unix socket (between a cluster's nodes,
+a TCP port) on which the other workers' calls arrive, each run as an event of this worker's actor, answered when it is done (after
 its writes are durable, as the output gate holds for a local caller).
 
 A call runs in its own task with the caller's correlation id (and, when tracing is on, in a
@@ -45,11 +45,22 @@ async def serve(
     listener = trio.SocketListener(sock)
     try:
         async with trio.open_nursery() as nursery:
-            await nursery.start(trio.serve_listeners, partial(_serve_connection, host, statistics), [listener])
+            await nursery.start(answer_calls, [listener], host, statistics)
             task_status.started()
     finally:
         with suppress(FileNotFoundError):
             os.unlink(path)
+
+
+async def answer_calls(
+    listeners: list[trio.abc.Listener],
+    host: Host,
+    statistics: Statistics,
+    *,
+    task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Answer the calls arriving on ``listeners`` (unix or TCP) until cancelled."""
+    await trio.serve_listeners(partial(_serve_connection, host, statistics), listeners, task_status=task_status)
 
 
 async def _serve_connection(host: Host, statistics: Statistics, stream: trio.SocketStream) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
+from ..errors import NotOwnerError
 from ..extensions import Transferable, load_object
 from ..model import codec
 from ..model.actor import ScheduledEvent
@@ -59,6 +60,9 @@ async def execute(host: Host, binding: str, raw: bytes, name: str | None, kind: 
     info = host.namespaces.get(binding)
     if info is None:
         raise KeyError(f"no actor namespace bound as {binding!r} in this worker")
+    if host.shards.for_prefix(info.key + raw) is None:
+        # Never forwarded on: the caller's view of the owners is stale, and it retries.
+        raise NotOwnerError(f"actor {binding}:{raw.hex()} is not served by this process")
     stub = ActorStub(host, info, ActorId(raw, binding, name))
     if kind == "rpc":
         method, payload = body

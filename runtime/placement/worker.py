@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import os
 from contextlib import suppress
+from functools import partial
 from typing import Any
 
 import trio
 
 from ..durability.partitions import owner_of, partition_of
+from ..durability.shards import Shards, open_shards
 from ..model.host import Host
 from ..errors import ActorError
 from .client import Peers
@@ -38,9 +40,24 @@ class Placement:
     def owner_of_prefix(self, prefix: bytes) -> int:
         return owner_of(partition_of(prefix, self.partition_count), self.workers)
 
+    async def open_shards(self, data_dir: str, *, map_size_bytes: int, max_map_size_bytes: int) -> Shards:
+        """This worker's environment of ``data_dir``."""
+        return await trio.to_thread.run_sync(
+            partial(
+                open_shards,
+                data_dir,
+                map_size_bytes=map_size_bytes,
+                max_map_size_bytes=max_map_size_bytes,
+                worker=self.worker,
+            )
+        )
+
+    def attach(self, host: Host, rescan_alarms: Any) -> None:
+        """Nothing to do: a worker's partitions never move while it runs."""
+
     def forwarder(self, host: Host) -> Peers:
         """The host's way to the actors of the other workers (made once)."""
-        self._peers = Peers(host, self.owner_of_prefix, self.socket_path)
+        self._peers = Peers(host, self.owner_of_prefix, lambda worker: trio.open_unix_socket(self.socket_path(worker)))
         return self._peers
 
     async def serve(

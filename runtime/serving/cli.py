@@ -21,6 +21,8 @@ import logging
 import os
 import signal
 import sys
+from contextlib import AbstractAsyncContextManager as AsyncContextManager
+from dataclasses import replace
 from functools import partial
 
 import trio
@@ -29,7 +31,8 @@ from ..config import Config, load_config, secret_values
 from ..errors import ConfigError, DataDirectoryLockedError
 from ..limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from ..observability.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
-from ..system import open_runtime
+from ..cluster.options import DEFAULT_LEASE_SECONDS, DEFAULT_RENEW_SECONDS, ClusterOptions, Timing
+from ..system import Runtime, open_runtime
 from .collector import tune_for_serving
 from .exits import EXIT_BAD_CONFIG, EXIT_SECOND_SIGNAL
 from .http_server import open_listeners, serve_http
@@ -82,6 +85,15 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_IDLE_TIMEOUT_SECONDS,
         help="seconds an idle actor stays in memory before it is evicted (default: %(default)s)",
     )
+    cluster = serve.add_argument_group("cluster (docs/cluster.md)")
+    cluster.add_argument("--cluster", metavar="URLS", help="join a cluster: NATS servers, nats://HOST:PORT[,...]")
+    cluster.add_argument("--node-name", help="this node's name, unique in the cluster")
+    cluster.add_argument("--advertise", metavar="HOST:PORT", help="where the other nodes reach this one")
+    cluster.add_argument("--cluster-listen", metavar="HOST:PORT", help="where to listen for them (default: --advertise)")
+    cluster.add_argument(
+        "--lease-seconds", type=float, default=DEFAULT_LEASE_SECONDS,
+        help="a partition whose lease is not renewed for this long is taken over (default: %(default)s)",
+    )
     add_operator_commands(commands)
     args = parser.parse_args(argv)
     if args.command in OPERATOR_COMMANDS:
@@ -105,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
             len(config.vars),
             extra={"event": "config.loaded", "config": config.source},
         )
+        cluster_options = _cluster_options(parser, args)
         if args.workers > 1:
+            if cluster_options is not None:
+                parser.error("--cluster runs one process per node: leave out --workers")
             return trio.run(
                 partial(
                     supervise,
@@ -130,15 +145,45 @@ def main(argv: list[str] | None = None) -> int:
                 data_dir=args.data_dir,
                 request_timeout=args.request_timeout,
                 idle_timeout=args.idle_timeout,
+                cluster=cluster_options,
             )
         )
-    except ConfigError as exc:
-        print(f"roost: bad configuration: {exc}", file=sys.stderr)
-        return EXIT_BAD_CONFIG
-    except DataDirectoryLockedError as exc:
-        print(f"roost: cannot serve: {exc}", file=sys.stderr)
+    except (ConfigError, DataDirectoryLockedError, BaseExceptionGroup) as exc:
+        refused = _refused_start(exc)
+        if refused is None:
+            raise
+        what = "bad configuration" if isinstance(refused, ConfigError) else "cannot serve"
+        print(f"roost: {what}: {refused}", file=sys.stderr)
         return EXIT_BAD_CONFIG
     return 0
+
+
+def _refused_start(exc: BaseException) -> BaseException | None:
+    """The ConfigError or locked data directory that stopped the start, however deep the
+    nurseries it came through nested it; None for anything else."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc if isinstance(exc, (ConfigError, DataDirectoryLockedError)) else None
+
+
+def _cluster_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClusterOptions | None:
+    given = [flag for flag in ("node_name", "advertise", "cluster_listen") if getattr(args, flag)]
+    if args.cluster is None:
+        if given:
+            parser.error(f"--{given[0].replace('_', '-')} needs --cluster")
+        return None
+    if not args.node_name or not args.advertise:
+        parser.error("--cluster needs --node-name and --advertise")
+    lease = args.lease_seconds
+    options = ClusterOptions(
+        nats=tuple(url.strip() for url in args.cluster.split(",") if url.strip()),
+        node_name=args.node_name,
+        advertise=args.advertise,
+        listen=args.cluster_listen,
+        timing=Timing(lease_seconds=lease, renew_seconds=min(DEFAULT_RENEW_SECONDS, lease / 4)),
+    )
+    options.check()
+    return options
 
 
 def _workers(text: str) -> int:
@@ -180,8 +225,10 @@ async def serve_forever(
     data_dir: str | None,
     request_timeout: float = DEFAULT_REQUEST_TIMEOUT_SECONDS,
     idle_timeout: float = DEFAULT_IDLE_TIMEOUT_SECONDS,
+    cluster: ClusterOptions | None = None,
 ) -> None:
-    """Serve until SIGINT or SIGTERM, then shut down cleanly.
+    """Serve until SIGINT or SIGTERM, then shut down cleanly; with ``cluster``, as that
+    cluster's node.
 
     The port and the runtime open outside the signal watcher's nursery, so what they refuse
     at start (a port in use, a held data directory, a bad config) arrives as itself. A signal
@@ -191,9 +238,7 @@ async def serve_forever(
     shutdown = trio.Event()
     listeners = await open_listeners(f"{host}:{port}")
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async with open_runtime(
-            config, data_dir=data_dir, request_timeout=request_timeout, idle_timeout=idle_timeout
-        ) as rt:
+        async with _open(config, data_dir, request_timeout, idle_timeout, cluster) as rt:
             async with trio.open_nursery() as nursery:
                 nursery.start_soon(_watch_signals, signals, shutdown)
                 async with trio.open_nursery() as server:
@@ -208,6 +253,18 @@ async def serve_forever(
                 log.info("stopped accepting; closing the runtime", extra={"event": "shutdown.draining"})
                 nursery.cancel_scope.cancel()
         log.info("runtime closed; every acknowledged write is on disk", extra={"event": "shutdown.done"})
+
+
+def _open(
+    config: Config, data_dir: str | None, request_timeout: float, idle_timeout: float, cluster: ClusterOptions | None
+) -> AsyncContextManager[Runtime]:
+    if cluster is None:
+        return open_runtime(config, data_dir=data_dir, request_timeout=request_timeout, idle_timeout=idle_timeout)
+    from ..cluster.node import open_cluster_runtime  # imports nats-py: only for a cluster
+
+    if data_dir is not None:
+        config = replace(config, data_dir=data_dir)
+    return open_cluster_runtime(config, cluster, request_timeout=request_timeout, idle_timeout=idle_timeout)
 
 
 async def _watch_signals(signals: trio.abc.ReceiveChannel[int], shutdown: trio.Event) -> None:

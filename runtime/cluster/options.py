@@ -1,0 +1,53 @@
+"""The options of ``roost serve --cluster`` (no NATS imported here: the CLI reads them)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+
+DEFAULT_LEASE_SECONDS = 5.0
+DEFAULT_RENEW_SECONDS = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Timing:
+    """A lease not renewed for ``lease_seconds`` may be taken; owners renew every ``renew_seconds``."""
+
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
+    renew_seconds: float = DEFAULT_RENEW_SECONDS
+
+
+def split_address(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"an address is HOST:PORT, not {address!r}")
+    return host.strip("[]"), int(port)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterOptions:
+    """``roost serve --cluster ...``: where NATS is, who this node is, where peers reach it."""
+
+    nats: tuple[str, ...]
+    node_name: str
+    advertise: str  # HOST:PORT
+    listen: str | None = None  # default: the advertised address
+    timing: Timing = Timing()
+    nats_timeout_seconds: float = 2.0
+    replicas: int = 3
+
+    def check(self) -> None:
+        if not self.nats or not all(url.startswith(("nats://", "tls://")) for url in self.nats):
+            raise ConfigError(f"--cluster takes nats://HOST:PORT URLs separated by commas, not {','.join(self.nats)!r}")
+        if not self.node_name or not self.node_name.replace("-", "").replace("_", "").isalnum():
+            raise ConfigError(f"--node-name must be letters, digits, '-' or '_', not {self.node_name!r}")
+        for flag, address in (("--advertise", self.advertise), ("--cluster-listen", self.listen)):
+            if address is not None:
+                try:
+                    split_address(address)
+                except ValueError as exc:
+                    raise ConfigError(f"{flag}: {exc}") from None
+        if not 0 < self.timing.renew_seconds < self.timing.lease_seconds / 2:
+            raise ConfigError("the lease must last more than two renewals")
