@@ -25,6 +25,11 @@ run: $(STAMP)
 	@echo "Stop with Ctrl-C: in-flight requests finish and every write is flushed."
 	$(BIN)/roost serve --config examples/roost.toml --host 127.0.0.1 --port 8787 --data-dir data
 
+# Three NATS servers and three Roost nodes of the example app on ports 8787-8789 (docs/cluster.md).
+.PHONY: run-cluster
+run-cluster: $(STAMP)
+	$(BIN)/python examples/run_cluster.py
+
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
@@ -61,4 +66,4 @@ bench-peers:
 	benchmarks/peers/.venv/bin/python -m benchmarks.peers $(ARGS)
 
 clean:
-	rm -rf $(VENV) data benchmarks/results benchmarks/peers/.venv benchmarks/peers/node_modules
+	rm -rf $(VENV) data data-cluster benchmarks/results benchmarks/peers/.venv benchmarks/peers/node_modules

@@ -320,10 +320,11 @@ async def _run_background(
                 await nursery.start(rt.placement.serve, host, rt.statistics)
             await nursery.start(alarms.run)
             crons = host.namespaces[CRON_BINDING]
+            moving = getattr(rt.placement, "partitions_move", False)
             nursery.start_soon(
                 triggers.arm,
                 rt.namespace(CRON_BINDING),
-                lambda actor_id: host.shards.for_prefix(crons.key + actor_id.raw) is not None,
+                lambda actor_id: moving or host.shards.for_prefix(crons.key + actor_id.raw) is not None,
             )
             for extension in loaded:
                 if hasattr(extension, "start"):

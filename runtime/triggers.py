@@ -19,9 +19,12 @@ import uuid
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 
+import trio
+
 from . import clock
 from .alarms import MAX_ALARM_RETRIES
 from .config import CronTrigger
+from .errors import WorkerUnavailableError
 from .model.actor import Actor, AlarmInfo, ScheduledEvent
 from .model.ids import ActorId
 from .model.stubs import ActorStub, Namespace
@@ -32,6 +35,7 @@ log = logging.getLogger("roost.triggers")
 CRON_BINDING = "__CRON"  # the namespace of the cron actors (not reachable over HTTP)
 TRIGGERS_BINDING = "__CRON_TRIGGERS"  # the ``CronTriggers`` of the runtime, in ``env``
 SLOT_KEY = "slot"  # epoch seconds of the slot the alarm is for, or that is being run
+ARM_RETRY_SECONDS = 1.0
 
 
 class CronTriggers:
@@ -53,11 +57,17 @@ class CronTriggers:
 
     async def arm(self, crons: Namespace, owned: Callable[[ActorId], bool]) -> None:
         """Give each trigger whose cron actor this process owns its first slot, if it has
-        none yet (run at every start; a trigger that has one keeps it)."""
+        none yet (run at every start; a trigger that has one keeps it). A cluster's node
+        arms every trigger through its owner, waiting while no node serves it yet."""
         for identity in self._by_identity:
             actor_id = crons.id_from_name(identity)
             if owned(actor_id):
-                await crons.get(actor_id).arm()
+                while True:
+                    try:
+                        await crons.get(actor_id).arm()
+                        break
+                    except WorkerUnavailableError:
+                        await trio.sleep(ARM_RETRY_SECONDS)
 
 
 class CronActor(Actor):

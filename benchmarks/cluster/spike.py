@@ -1,5 +1,5 @@
 """The cluster spike's measurements of JetStream itself (docs/cluster.md), on the 3-node loopback
-cluster of ``nats_cluster``: one stream ``ROOST`` with a subject per partition
+cluster of ``runtime.cluster.local_nats``: one stream ``ROOST`` with a subject per partition
 (``roost.p.<partition>``), replicas 3, file storage, every server on ``sync_interval: always``.
 
 - appends: one record per group commit (16 or 64 writes of ~100 B, msgpack), each published

@@ -44,20 +44,32 @@ class ClusterPeers(Peers):
         return await trio.open_tcp_stream(*split_address(address))
 
     async def forward(self, prefix: bytes, binding: str, actor_id: ActorId, call: tuple) -> Any:
+        """Find a serving owner within ``OWNER_WAIT_SECONDS`` and run ``call`` there. The
+        bound covers only the search: a call that reached its owner waits for its answer
+        (under the caller's own time limits), since it may be running already."""
         message = self.call_message(binding, actor_id, call)
-        with trio.move_on_after(OWNER_WAIT_SECONDS):
-            while True:
-                owner = self._owner_of(prefix)
-                if owner is None or owner == self._node:
-                    await trio.sleep(RETRY_PAUSE_SECONDS)  # moving, or being caught up here
+        deadline = trio.current_time() + OWNER_WAIT_SECONDS
+        while trio.current_time() < deadline:
+            owner = self._owner_of(prefix)
+            if owner is None or owner == self._node:
+                await trio.sleep(RETRY_PAUSE_SECONDS)  # moving, or being caught up here
+                continue
+            connection = None
+            with trio.move_on_at(deadline):
+                try:
+                    connection = await self.connection(owner)
+                except WorkerUnavailableError:
+                    await trio.sleep(RETRY_PAUSE_SECONDS)  # unreachable: the lease may move
                     continue
-                ok, value = await self.request(owner, message)
-                if ok:
-                    return decode_reply(call, value)
-                error = from_wire(value)
-                if not isinstance(error, NotOwnerError):
-                    raise error
-                await trio.sleep(RETRY_PAUSE_SECONDS)
+            if connection is None:
+                break
+            ok, value = await connection.request(message)
+            if ok:
+                return decode_reply(call, value)
+            error = from_wire(value)
+            if not isinstance(error, NotOwnerError):
+                raise error
+            await trio.sleep(RETRY_PAUSE_SECONDS)
         raise WorkerUnavailableError(
             f"actor {binding}:{actor_id.name or actor_id.hex} has no serving owner in the cluster"
             f" (its partition is moving?); waited {OWNER_WAIT_SECONDS:g} s; the call was not delivered"

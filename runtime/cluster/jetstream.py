@@ -2,7 +2,7 @@
 
 It owns the stream ``ROOST`` (a subject per partition: appends fenced by the expected last
 subject sequence, reads, purges) and the KV buckets ``roost_leases`` and ``roost_nodes``
-(compare-and-set writes, direct reads, a watched table). nats-py runs on an
+(compare-and-set writes, reads from the leader, a watched table). nats-py runs on an
 ``AsyncioThread``; every call has its own time limit and raises ``NatsUnavailable`` past it.
 It decides nothing about ownership: refusals are resolved (docs/cluster.md, "What a refusal
 means") and reported, never acted on.
@@ -43,11 +43,17 @@ BUCKETS = (LEASES, NODES)
 DUPLICATE_WINDOW_SECONDS = 120.0
 # how long the server keeps the delete marker it writes when a key's per-message TTL expires
 MARKER_TTL_SECONDS = 60.0
-WRONG_LAST_SEQUENCE = (10071, 10164)  # JSStreamWrongLastSequence(Constant)Err
+WRONG_LAST_SEQUENCE = 10071  # "wrong last sequence: N"
+# "wrong last sequence" without N: the leader refuses while another write to the subject is
+# still being proposed, before it knows whether that one lands
+WRONG_LAST_SEQUENCE_IN_PROCESS = 10164
+REFUSALS = (WRONG_LAST_SEQUENCE, WRONG_LAST_SEQUENCE_IN_PROCESS)
 NO_MESSAGE_FOUND = 10037
 STREAM_NAME_IN_USE = 10058
 DUPLICATE_IN_PROCESS = 10158
-MAX_SPURIOUS_REFUSALS = 3
+NO_SUITABLE_PEERS = 10005
+MAX_REFUSALS_RESENT = 5  # pausing 10, 20, 40, 80 ms between them
+REFUSAL_PAUSE_SECONDS = 0.01
 RETRY_PAUSE_SECONDS = 0.05
 READ_BATCH_RECORDS = 1000  # a read's time limit is timeout_seconds per batch
 OPEN_TIMEOUT_FACTOR = 5  # connecting and setting up may take 5 calls' limits
@@ -92,7 +98,9 @@ class Fenced(ClusterError):
     and not ours. Another writer appended since."""
 
     def __init__(self, partition: int, expected: int, last: int) -> None:
-        super().__init__(f"{subject(partition)}: expected last sequence {expected}, the log's is {last} (another writer's)")
+        super().__init__(
+            f"{subject(partition)}: expected last sequence {expected}, the log's is {last} (another writer's)"
+        )
         self.last = last
 
 
@@ -130,8 +138,14 @@ class _Read:
 
 def _transient_api_error(exc: nats.js.errors.APIError) -> bool:
     # 503: no leader now, JetStream temporarily unavailable; 10158: an earlier attempt with
-    # this message id is still being proposed, and will be answered as a duplicate once done
-    return exc.code == 503 or exc.err_code == DUPLICATE_IN_PROCESS
+    # this message id is still being proposed, and will be answered as a duplicate once done;
+    # 10005: creating a replicated stream while a server is (or looks) offline
+    return exc.code == 503 or exc.err_code in (DUPLICATE_IN_PROCESS, NO_SUITABLE_PEERS)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("a KV watch stopped; its table no longer changes", exc_info=task.exception())
 
 
 class JetStream:
@@ -152,7 +166,16 @@ class JetStream:
         self._tables: dict[str, dict[str, Entry]] = {bucket: {} for bucket in BUCKETS}
         self._changed_events: dict[str, trio.Event] = {bucket: trio.Event() for bucket in BUCKETS}
         self.statistics: dict[str, int] = dict.fromkeys(
-            ("appends", "append_retries", "spurious_refusals", "kv_spurious_refusals", "calls_timed_out"), 0
+            (
+                "appends",
+                "append_retries",
+                "spurious_refusals",
+                "refusals_in_process",
+                "kv_spurious_refusals",
+                "kv_refusals_in_process",
+                "calls_timed_out",
+            ),
+            0,
         )
 
     # --- the trio side ---------------------------------------------------------------------
@@ -313,8 +336,9 @@ class JetStream:
                 info = await self._stream_info(name)
         config = info.config
         if config.storage != StorageType.FILE:
+            storage = getattr(config.storage, "value", config.storage)
             raise ClusterSetupError(
-                f"{what} has {config.storage} storage; Roost needs file storage. Storage cannot be "
+                f"{what} has {storage} storage; Roost needs file storage. Storage cannot be "
                 f"changed in place: back it up, delete it (nats stream rm {name}) and let Roost create it"
             )
         if config.num_replicas != replicas:
@@ -336,7 +360,11 @@ class JetStream:
     async def _ensure_bucket(self, bucket: str, replicas: int) -> None:
         async def create() -> Any:
             await self._js.create_key_value(
-                bucket=bucket, history=1, storage=StorageType.FILE, replicas=replicas, limit_marker_ttl=MARKER_TTL_SECONDS
+                bucket=bucket,
+                history=1,
+                storage=StorageType.FILE,
+                replicas=replicas,
+                limit_marker_ttl=MARKER_TTL_SECONDS,
             )
             return await self._js.stream_info(f"KV_{bucket}")
 
@@ -356,7 +384,9 @@ class JetStream:
                 deleted = update.operation in _KV_DELETED
                 self._record(bucket, update.key, None if deleted else update.value, update.revision)
 
-        self._pumps.append(asyncio.get_running_loop().create_task(pump()))
+        task = asyncio.get_running_loop().create_task(pump())
+        task.add_done_callback(_log_failure)
+        self._pumps.append(task)
         await initial.wait()
 
     def _record(self, bucket: str, key: str, value: bytes | None, revision: int) -> None:
@@ -391,7 +421,9 @@ class JetStream:
 
     # --- the asyncio side: the calls --------------------------------------------------------
 
-    async def _retry(self, coro_fn: Callable[..., Awaitable[T]], *args: Any, counter: str | None = None, **kwargs: Any) -> T:
+    async def _retry(
+        self, coro_fn: Callable[..., Awaitable[T]], *args: Any, counter: str | None = None, **kwargs: Any
+    ) -> T:
         """``coro_fn`` again while NATS is briefly unavailable (a reconnect, an election),
         until the call's limit cancels it; other errors propagate."""
         while True:
@@ -432,23 +464,33 @@ class JetStream:
         while True:
             try:
                 ack = await self._retry(
-                    self._js.publish, name, payload, timeout=self._attempt, headers=dict(headers), counter="append_retries"
+                    self._js.publish,
+                    name,
+                    payload,
+                    timeout=self._attempt,
+                    headers=dict(headers),
+                    counter="append_retries",
                 )
                 return ack.seq  # a duplicate's ack carries the first landing's sequence
             except nats.js.errors.APIError as exc:
-                if exc.err_code not in WRONG_LAST_SEQUENCE:
+                if exc.err_code not in REFUSALS:
                     raise ClusterError(f"{name}: append refused: {exc.description}") from exc
+                code = exc.err_code
             last = await self._get_message(STREAM, subject=name)
             last_sequence = 0 if last is None else last.seq
             if last is not None and (last.headers or {}).get(Header.MSG_ID) == msg_id:
                 return last_sequence  # an earlier attempt landed, its ack was lost
             if last_sequence != expected:
+                # an earlier attempt whose answer was lost can have landed right after
+                # `expected`, before the other writer's records: then it is in the log (and the
+                # other writer, which expected it, replays it), so it counts as appended
+                following = await self._get_message(STREAM, seq=expected + 1, subject=name, next=True)
+                if following is not None and (following.headers or {}).get(Header.MSG_ID) == msg_id:
+                    return following.seq
                 raise Fenced(partition, expected, last_sequence)
             refusals += 1
-            self.statistics["spurious_refusals"] += 1
-            log.warning("%s: append refused although the last sequence is still %d; sending it again", name, expected)
-            if refusals >= MAX_SPURIOUS_REFUSALS:
-                raise NatsUnavailable(f"{name}: append refused {refusals} times although the last sequence is {expected}")
+            why = f"{name}: append refused although the last sequence is still {expected}"
+            await self._after_refusal(code, refusals, "", why)
 
     async def _append_all(self, appends: list[tuple[int, bytes, int, str]]) -> list[int | ClusterError]:
         async def one(partition: int, payload: bytes, expected: int, msg_id: str) -> int | ClusterError:
@@ -527,12 +569,18 @@ class JetStream:
                 headers[_KV_OPERATION] = operation
             try:
                 ack = await self._retry(
-                    self._js.publish, f"$KV.{bucket}.{key}", value, timeout=self._attempt, headers=headers, msg_ttl=ttl_seconds
+                    self._js.publish,
+                    f"$KV.{bucket}.{key}",
+                    value,
+                    timeout=self._attempt,
+                    headers=headers,
+                    msg_ttl=ttl_seconds,
                 )
                 return ack.seq
             except nats.js.errors.APIError as exc:
-                if exc.err_code not in WRONG_LAST_SEQUENCE:
+                if exc.err_code not in REFUSALS:
                     raise ClusterError(f"{bucket}/{key}: write refused: {exc.description}") from exc
+                code = exc.err_code
             current = await self._kv_read(bucket, key)
             if current is not None and current.msg_id == msg_id:
                 return current.revision
@@ -544,9 +592,21 @@ class JetStream:
                 what = "exists" if create else f"is at revision {current_revision}, not {revision}"
                 raise Conflict(f"{bucket}/{key} {what}")
             refusals += 1
-            self.statistics["kv_spurious_refusals"] += 1
-            if refusals >= MAX_SPURIOUS_REFUSALS:
-                raise NatsUnavailable(f"{bucket}/{key}: write refused {refusals} times at revision {revision}")
+            why = f"{bucket}/{key}: write refused although the revision is still {revision}"
+            await self._after_refusal(code, refusals, "kv_", why)
+
+    async def _after_refusal(self, code: int, refusals: int, prefix: str, what: str) -> None:
+        """A refusal although the expected record is still the last one. Mostly another
+        write to the subject being proposed (10164): it lands (the next attempt is refused
+        with its sequence) or fails (the next attempt lands). Rarely a spurious 10071. Either
+        way: pause, growing, and send again; after ``MAX_REFUSALS_RESENT`` give up."""
+        in_process = code == WRONG_LAST_SEQUENCE_IN_PROCESS
+        self.statistics[f"{prefix}{'refusals_in_process' if in_process else 'spurious_refusals'}"] += 1
+        if not in_process:
+            log.warning("%s (error %d); sending it again", what, code)
+        if refusals >= MAX_REFUSALS_RESENT:
+            raise NatsUnavailable(f"{what}, {refusals} times")
+        await asyncio.sleep(REFUSAL_PAUSE_SECONDS * 2 ** (refusals - 1))
 
 
 @asynccontextmanager
@@ -565,7 +625,9 @@ async def open_jetstream(
             try:
                 await jetstream._call(limit, jetstream._open, servers, replicas, name)
             except NatsUnavailable as exc:
-                raise NatsUnavailable(f"could not connect to NATS at {', '.join(servers)} and set up within {limit} s: {exc}") from exc
+                where = ", ".join(servers)
+                why = f"could not connect to NATS at {where} and set up within {limit} s: {exc}"
+                raise NatsUnavailable(why) from exc
             yield jetstream
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(3 * timeout_seconds + 1 + GUARD_SECONDS):

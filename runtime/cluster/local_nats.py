@@ -211,6 +211,24 @@ class Cluster:
             time.sleep(0.1)
         raise RuntimeError(f"no JetStream meta leader within {timeout} s")
 
+    def wait_until_healthy(self, timeout: float = START_TIMEOUT_SECONDS) -> None:
+        """Wait until every server runs, answers and agrees on a meta leader which sees all
+        the others as current (a restarted server caught up): what creating a replicated
+        stream needs."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            leader = self.meta_leader()
+            if leader is not None and all(n.running and not n.paused for n in self.nodes):
+                try:
+                    meta = self.node(leader).monitor("/jsz").get("meta_cluster") or {}
+                except OSError:
+                    meta = {}
+                peers = meta.get("replicas") or []
+                if len(peers) == len(self.nodes) - 1 and all(p.get("current") and not p.get("offline") for p in peers):
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"the cluster is not healthy within {timeout} s")
+
     def stop(self) -> None:
         """SIGTERM every server (SIGCONT first for a paused one), SIGKILL after 5 s."""
         for n in self.nodes:

@@ -40,6 +40,9 @@ class ClusterPlacement:
     workers), for a cluster's node."""
 
     metric_label = "node"
+    # Partitions move between nodes while they run: every node arms the cron triggers,
+    # through whichever node serves each one.
+    partitions_move = True
 
     def __init__(self, jetstream: JetStream, options: ClusterOptions) -> None:
         self.jetstream = jetstream

@@ -16,6 +16,7 @@ import hashlib
 import logging
 import os
 import time
+import uuid
 from collections.abc import Callable
 
 import msgpack
@@ -76,6 +77,7 @@ class Ownership:
         self._rescan_alarms = rescan_alarms
         self._node_revision = 0
         self._beats = 0
+        self._incarnation = uuid.uuid4().hex  # tells this process's own writes from another's
         # Since when this node's own writes to the buckets have been succeeding (None: failing).
         self._writes_ok_since: float | None = None
         self._taking: set[int] = set()
@@ -108,7 +110,9 @@ class Ownership:
 
     def _node_value(self) -> bytes:
         self._beats += 1
-        return _pack({"advertise": self.advertise, "pid": os.getpid(), "beat": self._beats})
+        return _pack(
+            {"advertise": self.advertise, "pid": os.getpid(), "incarnation": self._incarnation, "beat": self._beats}
+        )
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -132,11 +136,14 @@ class Ownership:
             self._writes_ok_since = None
             return
         except Conflict:
+            # Our own write may have landed with its answer lost (a retry then conflicts).
             found = await self.jetstream.kv_get(NODES, self.node)
-            raise NodeNameInUse(
-                f"node name {self.node!r} was taken over by another process"
-                f" ({_unpack(found.value) if found and found.value else 'deleted'}); this node stops"
-            ) from None
+            holder = _unpack(found.value) if found is not None and found.value else {}
+            if holder.get("incarnation") != self._incarnation:
+                raise NodeNameInUse(
+                    f"node name {self.node!r} was taken over by another process ({holder or 'deleted'}); this node stops"
+                ) from None
+            self._node_revision = found.revision
         if self._writes_ok_since is None:
             self._writes_ok_since = time.monotonic()
 

@@ -46,7 +46,7 @@ class Replicator:
         node: str,
         shards: ClusterShards,
         owned: dict[int, Owned],
-        give_up: Callable[[int, str], None],
+        give_up: Callable[..., None],
     ) -> None:
         self._jetstream = jetstream
         self._node = node
@@ -102,5 +102,5 @@ class Replicator:
     def not_applied(self, work: list[ActorWrites]) -> None:
         partitions = {partition_of(writes.prefix, self._shards.partitions) for writes in work}
         for partition in sorted(partitions):
-            log.error("partition %d: a replicated commit could not be applied to LMDB; catching up again", partition)
-            self._give_up(partition, "its local copy lags the log")
+            log.error("partition %d: a replicated commit could not be applied to LMDB; replaying its log", partition)
+            self._give_up(partition, "its local copy lags the log", replay_from_start=True)

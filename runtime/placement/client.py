@@ -153,10 +153,11 @@ class Peers:
 
     async def request(self, owner: Any, message: list[Any]) -> tuple[bool, Any]:
         """Send ``message`` to ``owner`` and return its answer (ok, value)."""
-        connection = await self._connection(owner)
+        connection = await self.connection(owner)
         return await connection.request(message)
 
-    async def _connection(self, worker: Any) -> _Connection:
+    async def connection(self, worker: Any) -> _Connection:
+        """The open connection to ``worker``, opened (waiting a bounded time) if need be."""
         found = self._connections.get(worker)
         if found is not None and not found.closed:
             return found

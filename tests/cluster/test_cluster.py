@@ -1,0 +1,276 @@
+"""Roost's cluster mode end to end: three real ``roost serve --cluster`` nodes on a local
+3-server NATS cluster, under concurrent load through every node, while a node is killed,
+paused past its lease, or a NATS server (the stream's leader) is killed.
+
+Each test ends with the log checker: in every partition's log the epochs only go up, each
+starting with its fence, and no record of an older epoch follows a newer epoch's fence.
+The counts promised (docs/cluster.md, "Failure cases"): every acknowledged increment is in
+the final value, and nothing beyond the calls whose outcome was unknown.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from cluster_nodes import (
+    LEASE_SECONDS,
+    Client,
+    Load,
+    LoadResult,
+    RoostCluster,
+    check_counts,
+    home,
+    outcome_of,
+    partition_of_actor,
+    rpc,
+    values,
+    write_app,
+)
+from log_checker import check_log
+
+NODES = ["a", "b", "c"]
+# How long after a node's death the survivors serve all 64 partitions: the lease, the
+# observers' own lease of silence, the take-overs (fence and catch-up), and slack.
+TAKEOVER_TIMEOUT_SECONDS = 2 * LEASE_SECONDS + 10
+
+
+def _queue_name() -> str:
+    """A queue whose consumer actor (slot 0) is homed on b, not on a (where it is sent to)."""
+    for n in range(1000):
+        name = f"jobs{n}"
+        if home(partition_of_actor(f"__CONSUMER__{name}", f"{name}#0"), NODES) == "b":
+            return name
+    raise AssertionError("no queue name found")
+
+
+QUEUE = _queue_name()
+
+
+@pytest.fixture
+def nats_urls(jetstream_servers) -> list[str]:
+    return jetstream_servers
+
+
+@pytest.fixture
+def roost(nats_urls: list[str], tmp_path: Path):
+    write_app(tmp_path, QUEUE)
+    cluster = RoostCluster(tmp_path, NODES, nats_urls)
+    try:
+        cluster.wait_settled(every_node_serves=True)
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def assert_log_fenced(nats_cluster, roost: RoostCluster) -> None:
+    report = check_log(nats_cluster.urls)
+    assert sum(report.records.values()) > 0, report.summary()
+    assert report.violations == [], f"{report.summary()}:\n" + "\n".join(report.violations[:30]) + f"\n{roost.logs()}"
+
+
+def assert_counts(roost: RoostCluster, url: str, names: list[str], result: LoadResult) -> dict[str, int]:
+    found = values(url, names)
+    wrong = check_counts(found, result)
+    failures = "\n".join(map(str, result.failures[:20]))
+    assert wrong == [], f"read through {url}: {wrong}; {result.summary()}\nnot acknowledged:\n{failures}\n{roost.logs()}"
+    return found
+
+
+def combine(*results: LoadResult) -> LoadResult:
+    total = LoadResult()
+    for r in results:
+        total.acked += r.acked
+        total.unknown += r.unknown
+        total.not_delivered += r.not_delivered
+        total.answers += r.answers
+        total.acked_at += r.acked_at
+    return total
+
+
+def test_every_acknowledged_increment_counts_once_through_every_node(roost: RoostCluster, nats_cluster) -> None:
+    names = [f"calm{n}" for n in range(30)]
+    result = Load(roost, names, connections=6, per_connection=100).run()
+    assert sum(result.acked.values()) == 600 and result.unknown == Counter(), f"{result.summary()}\n{roost.logs()}"
+    for node in roost.live():
+        assert values(node.url, names) == dict(result.acked), node.name
+    assert_log_fenced(nats_cluster, roost)
+
+
+def test_kill_9_of_a_node_mid_load_moves_its_partitions_and_loses_nothing(roost: RoostCluster, nats_cluster) -> None:
+    names = [f"kill{n}" for n in range(30)]
+    victim = roost["c"]
+    load = Load(roost, names, connections=6, per_connection=150).start()
+    assert load.halfway.wait(60), load.result.summary()
+    victim.kill_9()
+    killed = time.monotonic()
+    result = load.join()
+    roost.wait_settled(timeout=max(1.0, TAKEOVER_TIMEOUT_SECONDS - (time.monotonic() - killed)))
+    print(f"node c killed: the survivors served all 64 partitions {time.monotonic() - killed:.1f} s later; {result.summary()}")
+    for node in roost.live():
+        assert_counts(roost, node.url, names, result)
+
+    victim.start()  # same name, same data directory, same advertised address
+    roost.wait_settled(every_node_serves=True)
+    assert victim.status()["serving"], roost.logs()
+    before = {node.name: assert_counts(roost, node.url, names, result) for node in roost.live()}
+    assert len({json.dumps(v, sort_keys=True) for v in before.values()}) == 1, before
+    # After the rejoin the cluster is calm again: each increment now counts exactly, on the
+    # rejoined node's caught-up copy of the partitions it took back too.
+    again = Load(roost, names, connections=6, per_connection=50).run()
+    assert again.unknown == Counter() and again.not_delivered == Counter(), f"{again.summary()}\n{roost.logs()}"
+    expected = {name: before["a"][name] + again.acked[name] for name in names}
+    for node in roost.live():
+        assert values(node.url, names) == expected, node.name
+    assert_log_fenced(nats_cluster, roost)
+
+
+def test_a_node_killed_and_restarted_within_its_lease_takes_its_partitions_back(roost: RoostCluster, nats_cluster) -> None:
+    """Its leases still name it when it comes back: it takes them again under new epochs
+    (fencing its own earlier life) and catches up from its own data directory."""
+    names = [f"back{n}" for n in range(30)]
+    victim = roost["c"]
+    load = Load(roost, names, connections=6, per_connection=150).start()
+    assert load.halfway.wait(60), load.result.summary()
+    victim.kill_9()
+    victim.start()
+    result = load.join()
+    roost.wait_settled(every_node_serves=True)
+    for node in roost.live():
+        assert_counts(roost, node.url, names, result)
+    before = values(roost["a"].url, names)
+    again = Load(roost, names, connections=6, per_connection=50).run()
+    assert again.unknown == Counter() and again.not_delivered == Counter(), f"{again.summary()}\n{roost.logs()}"
+    for node in roost.live():
+        assert values(node.url, names) == {n: before[n] + again.acked[n] for n in names}, node.name
+    assert_log_fenced(nats_cluster, roost)
+
+
+def test_a_node_paused_past_its_lease_applies_and_acknowledges_nothing_it_lost(roost: RoostCluster, nats_cluster) -> None:
+    names = [f"pause{n}" for n in range(30)]
+    paused = roost["c"]
+    load = Load(roost, names, connections=6, per_connection=200).start()
+    assert load.halfway.wait(60), load.result.summary()
+    paused.pause()
+    time.sleep(2 * LEASE_SECONDS)
+    paused.resume()
+    result = load.join()
+    roost.wait_settled(every_node_serves=True)
+    assert_log_fenced(nats_cluster, roost)
+    # The resumed node answers for the actors that moved away from it as the others do.
+    found = {node.name: values(node.url, names) for node in roost.live()}
+    assert found["c"] == found["a"] == found["b"], found
+    for node in roost.live():
+        assert_counts(roost, node.url, names, result)
+    # The resumed node lost its partitions while paused: its log says so.
+    assert "given up" in paused.process.log(), paused.logs()
+
+
+def test_a_forwarded_call_longer_than_the_owner_wait_is_answered(roost: RoostCluster, nats_cluster) -> None:
+    """A call that runs 6 s on its owner, sent through another node (no fault at all): the
+    forwarding node's wait for a serving owner (5 s) must not cut a call that was delivered
+    and ran, least of all answer that it was not delivered."""
+    name = next(f"slow{n}" for n in range(1000) if home(partition_of_actor("COUNTERS", f"slow{n}"), NODES) == "a")
+    answers = []
+    for node in ("a", "b"):  # on its owner first, then forwarded by b
+        client = Client(roost[node].url)
+        try:
+            status, body = client.call("POST", f"/rpc/COUNTERS/{name}/increment_slowly", {"args": [6]})
+        finally:
+            client.close()
+        answers.append((node, status, body.decode(errors="replace"), values(roost["a"].url, [name])[name]))
+    assert [(node, status, found) for node, status, _, found in answers] == [("a", 200, 1), ("b", 200, 2)], answers
+    assert_log_fenced(nats_cluster, roost)
+
+
+def test_the_stream_leader_of_nats_killed_under_load(roost: RoostCluster, nats_cluster) -> None:
+    names = [f"nats{n}" for n in range(30)]
+    load = Load(roost, names, connections=6, per_connection=250).start()
+    assert load.halfway.wait(60), load.result.summary()
+    leader = nats_cluster.stream_leader("ROOST")
+    assert leader is not None
+    server = nats_cluster.node(leader)
+    nats_cluster.kill(server)
+    killed = time.monotonic()
+    during = load.join()
+    after_kill = sum(1 for t in during.acked_at if t > killed)
+    # Writes go on once the stream has a new leader (if the load ended first, a new one shows it).
+    later = Load(roost, names, connections=6, per_connection=50).run()
+    assert after_kill + sum(later.acked.values()) > 0, f"{during.summary()}; {later.summary()}\n{roost.logs()}"
+    roost.wait_settled(timeout=60)
+    total = combine(during, later)
+    for node in roost.live():
+        assert_counts(roost, node.url, names, total)
+
+    nats_cluster.restart(server)
+    nats_cluster.wait_for_meta_leader()
+    before = values(roost["a"].url, names)
+    final = Load(roost, names, connections=6, per_connection=50).run()
+    assert final.unknown == Counter(), f"{final.summary()}\n{roost.logs()}"
+    for node in roost.live():
+        assert values(node.url, names) == {n: before[n] + final.acked[n] for n in names}, node.name
+    print(f"stream leader {leader} killed: {after_kill} acks after the kill in the first load; {during.summary()}")
+    assert_log_fenced(nats_cluster, roost)
+
+
+def _send(url: str, count: int, start: int, sent: list[str], unknown: list[int], halfway: threading.Event | None) -> None:
+    client = Client(url)
+    for n in range(start, start + count):
+        try:
+            status, body = client.call("POST", f"/queues/{QUEUE}/messages", {"body": {"n": n}})
+        except OSError:
+            unknown.append(n)
+            client.close()
+            client = Client(url)
+            continue
+        if status == 202:
+            sent.append(json.loads(body)["id"])
+        elif outcome_of(status, body) == "unknown":
+            unknown.append(n)
+        if halfway is not None and n - start >= count // 2:
+            halfway.set()
+    client.close()
+
+
+def _wait_recorded(roost: RoostCluster, url: str, ids: list[str], timeout: float = 40.0) -> dict[str, int]:
+    deadline = time.monotonic() + timeout
+    seen: dict[str, int] = {}
+    while time.monotonic() < deadline:
+        seen = rpc(url, "LEDGER", "ledger", "seen")
+        if all(i in seen for i in ids):
+            return seen
+        time.sleep(0.3)
+    missing = [i for i in ids if i not in seen]
+    raise AssertionError(f"{len(missing)} of {len(ids)} acknowledged messages never delivered, e.g. {missing[:5]}\n{roost.logs()}")
+
+
+def test_a_queue_delivers_every_acknowledged_message_at_least_once(roost: RoostCluster, nats_cluster) -> None:
+    consumer_partition = partition_of_actor(f"__CONSUMER__{QUEUE}", f"{QUEUE}#0")
+    victim = roost[roost.owner_of(consumer_partition)]
+    assert victim.name == "b"
+    sender, reader = roost["a"], roost["c"]
+    sent: list[str] = []
+    unknown: list[int] = []
+    _send(sender.url, 100, 0, sent, unknown, None)
+    assert len(sent) == 100 and unknown == [], (len(sent), unknown)
+    seen = _wait_recorded(roost, reader.url, sent)
+    # On a calm cluster each message is delivered once (the promise is at least once).
+    assert {i: seen[i] for i in sent} == {i: 1 for i in sent}
+
+    halfway = threading.Event()
+    sending = threading.Thread(target=_send, args=(sender.url, 300, 100, sent, unknown, halfway), daemon=True)
+    sending.start()
+    assert halfway.wait(60)
+    victim.kill_9()
+    sending.join(120)
+    assert not sending.is_alive()
+    roost.wait_settled(timeout=TAKEOVER_TIMEOUT_SECONDS)
+    seen = _wait_recorded(roost, reader.url, sent)
+    twice = {i: n for i, n in seen.items() if n > 1}
+    assert len(seen) <= len(sent) + len(unknown), (len(seen), len(sent), len(unknown))
+    print(f"queue {QUEUE}: {len(sent)} acknowledged, {len(unknown)} unknown, {len(twice)} delivered more than once")
+    assert_log_fenced(nats_cluster, roost)
