@@ -58,6 +58,13 @@ bench: $(STAMP)
 	bash benchmarks/install_wrk.sh
 	$(BIN)/python -m benchmarks
 
+# HTTP durable increments over 1,000 actors: one node beside a 3-node cluster on this machine
+# (3 nats-server and 3 roost serve --cluster), with the log's cost per commit (docs/cluster.md).
+.PHONY: bench-cluster
+bench-cluster: $(STAMP)
+	bash benchmarks/install_wrk.sh
+	$(BIN)/python -m benchmarks.cluster.http_bench $(ARGS)
+
 # Roost side by side with Miniflare, Restate, Huey and RQ (see docs/comparison.md). Installs the
 # peers into benchmarks/peers (.venv, node_modules), and redis-server and wrk if missing.
 # ARGS=--quick for a short run.

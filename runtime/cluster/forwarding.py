@@ -32,8 +32,10 @@ class ClusterPeers(Peers):
         node: str,
         owner_of: Callable[[bytes], str | None],
         address_of: Callable[[str], str | None],
+        proof: bytes | None = None,
     ) -> None:
-        super().__init__(host, owner_of, self._open, lambda owner: f"node {owner}")
+        hello = None if proof is None else [0, "hello", proof]
+        super().__init__(host, owner_of, self._open, lambda owner: f"node {owner}", hello)
         self._node = node
         self._address_of = address_of
 

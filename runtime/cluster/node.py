@@ -6,9 +6,12 @@ nodes' actors forwarded to them over TCP. docs/cluster.md is the design.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
+from functools import partial
 from typing import Any
 
 import trio
@@ -44,18 +47,22 @@ class ClusterPlacement:
     # through whichever node serves each one.
     partitions_move = True
 
-    def __init__(self, jetstream: JetStream, options: ClusterOptions) -> None:
+    def __init__(self, jetstream: JetStream, options: ClusterOptions, proof: bytes | None = None) -> None:
         self.jetstream = jetstream
         self.options = options
+        self._proof = proof  # what a node shows another's channel: from the internal token
         self.node = options.node_name
         self.shards: ClusterShards | None = None
         self.ownership: Ownership | None = None
         self._peers: ClusterPeers | None = None
+        self._replicator: Replicator | None = None
 
     async def open_shards(self, data_dir: str, *, map_size_bytes: int, max_map_size_bytes: int) -> ClusterShards:
         def open_it() -> ClusterShards:
             if read_layout(data_dir) is not None:
-                raise ConfigError(f"{data_dir!r} is laid out for --workers; a cluster node needs a data directory of its own")
+                raise ConfigError(
+                    f"{data_dir!r} is laid out for --workers; a cluster node needs a data directory of its own"
+                )
             env = Environment(data_dir, map_size_bytes=map_size_bytes, max_map_size_bytes=max_map_size_bytes)
             try:
                 _claim(env, self.node)
@@ -73,12 +80,11 @@ class ClusterPlacement:
         self.ownership = Ownership(
             self.jetstream, self.node, self.options.advertise, shards, host, rescan_alarms, self.options.timing
         )
-        shards.shard.committer.replicator = Replicator(
-            self.jetstream, self.node, shards, self.ownership.owned, self.ownership.give_up
-        )
+        self._replicator = Replicator(self.jetstream, self.node, shards, self.ownership.owned, self.ownership.give_up)
+        shards.shard.committer.replicator = self._replicator
 
     def forwarder(self, host: Host) -> ClusterPeers:
-        self._peers = ClusterPeers(host, self.node, self._owner_of_prefix, self._address_of)
+        self._peers = ClusterPeers(host, self.node, self._owner_of_prefix, self._address_of, self._proof)
         return self._peers
 
     def _owner_of_prefix(self, prefix: bytes) -> str | None:
@@ -98,10 +104,15 @@ class ClusterPlacement:
         try:
             listeners = await trio.open_tcp_listeners(port, host=listen_host)
         except OSError as exc:
-            raise ConfigError(f"node {self.node}: cannot listen for other nodes on {listen_host}:{port}: {exc}") from None
+            raise ConfigError(
+                f"node {self.node}: cannot listen for other nodes on {listen_host}:{port}: {exc}"
+            ) from None
         async with trio.open_nursery() as nursery:
             await nursery.start(self._peers.run)
-            await nursery.start(answer_calls, listeners, host, self.statistics_with_cluster(statistics))
+            answering = partial(
+                answer_calls, listeners, host, self.statistics_with_cluster(statistics), proof=self._proof
+            )
+            await nursery.start(answering)
             try:
                 await self.ownership.join()
             except ClusterError as exc:
@@ -124,8 +135,8 @@ class ClusterPlacement:
         return both
 
     def cluster_statistics(self) -> dict[str, Any]:
-        ownership, shards = self.ownership, self.shards
-        assert ownership is not None and shards is not None
+        ownership, shards, replicator = self.ownership, self.shards, self._replicator
+        assert ownership is not None and shards is not None and replicator is not None
         return {
             "cluster_partitions_served": len(shards.served),
             "cluster_takeovers": ownership.statistics["takeovers"],
@@ -133,6 +144,8 @@ class ClusterPlacement:
             "cluster_partitions_lost": ownership.statistics["lost"],
             "cluster_records_replayed": ownership.statistics["records_replayed"],
             "cluster_log_appends": self.jetstream.statistics.get("appends", 0),
+            "cluster_append_rounds": replicator.statistics.rounds,
+            "cluster_append_seconds_total": replicator.statistics.seconds_total,
         }
 
     def status(self) -> dict[str, Any]:
@@ -156,6 +169,15 @@ class ClusterPlacement:
                 await self.ownership.release_all()
 
 
+def channel_proof(config: Config) -> bytes | None:
+    """What the nodes show each other on their channel: an HMAC of ``[http] internal_token``
+    (None when no token is set: the channel is then open, as the internal routes are)."""
+    name = config.http.internal_token
+    if name is None:
+        return None
+    return hmac.new(config.vars[name].encode(), b"roost cluster channel", hashlib.sha256).digest()
+
+
 def _claim(env: Environment, node: str) -> None:
     """Mark the environment as this node's copy; refuse one of a single-node Roost (its
     data is in no log) or of another node."""
@@ -172,11 +194,13 @@ def _claim(env: Environment, node: str) -> None:
 
 
 @asynccontextmanager
-async def open_cluster_runtime(config: Config, options: ClusterOptions, **runtime_options: Any) -> AsyncIterator[system.Runtime]:
+async def open_cluster_runtime(
+    config: Config, options: ClusterOptions, **runtime_options: Any
+) -> AsyncIterator[system.Runtime]:
     """The runtime of one cluster node; leaves its leases free when it closes."""
     options.check()
     async with _joined_jetstream(options) as jetstream:
-        placement = ClusterPlacement(jetstream, options)
+        placement = ClusterPlacement(jetstream, options, channel_proof(config))
         async with system.open_worker_runtime(config, placement, **runtime_options) as rt:
             yield rt
         await placement.release_all()
@@ -186,12 +210,16 @@ async def open_cluster_runtime(config: Config, options: ClusterOptions, **runtim
 async def _joined_jetstream(options: ClusterOptions) -> AsyncIterator[JetStream]:
     """The connection to NATS; what stops a node from starting is a ``ConfigError``."""
     connecting = open_jetstream(
-        list(options.nats), timeout_seconds=options.nats_timeout_seconds, replicas=options.replicas, name=options.node_name
+        list(options.nats),
+        timeout_seconds=options.nats_timeout_seconds,
+        replicas=options.replicas,
+        name=options.node_name,
     )
     try:
         jetstream = await connecting.__aenter__()
     except ClusterError as exc:
-        raise ConfigError(f"node {options.node_name} cannot reach the cluster at {','.join(options.nats)}: {exc}") from None
+        where = ",".join(options.nats)
+        raise ConfigError(f"node {options.node_name} cannot reach the cluster at {where}: {exc}") from None
     try:
         yield jetstream
     except BaseException as exc:

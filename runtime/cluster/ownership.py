@@ -8,6 +8,10 @@ without a new revision, counted only while the observer's own writes succeed (a 
 not an expiry). The partitions are spread by rendezvous hashing over the live nodes: each node
 takes the free or expired partitions it ranks first for, and hands off those another live node
 ranks first for. docs/cluster.md gives the reasons.
+
+Leases are durations between processes, so this module (with ``replication`` and
+``jetstream``) measures them on ``time.monotonic()``, not on the runtime's clock: a cluster
+never runs in virtual time, and a lease must not jump with ``MockClock``.
 """
 
 from __future__ import annotations
@@ -141,7 +145,8 @@ class Ownership:
             holder = _unpack(found.value) if found is not None and found.value else {}
             if holder.get("incarnation") != self._incarnation:
                 raise NodeNameInUse(
-                    f"node name {self.node!r} was taken over by another process ({holder or 'deleted'}); this node stops"
+                    f"node name {self.node!r} was taken over by another process ({holder or 'deleted'});"
+                    " this node stops"
                 ) from None
             self._node_revision = found.revision
         if self._writes_ok_since is None:
@@ -217,7 +222,8 @@ class Ownership:
             home = self.home_of(partition, live)
             owned = self.owned.get(partition)
             if home == self.node:
-                if owned is None and partition not in self._taking and self._takeable(leases.get(lease_key(partition)), now):
+                lease = leases.get(lease_key(partition))
+                if owned is None and partition not in self._taking and self._takeable(lease, now):
                     self._taking.add(partition)
                     nursery.start_soon(self._take, partition)
             elif owned is not None and owned.ready and now - self._live_since.get(home, now) >= settled:
@@ -308,8 +314,9 @@ class Ownership:
 
     # -- giving partitions up ---------------------------------------------------------------
 
-    def give_up(self, partition: int, reason: str, *, replay_from_start: bool = False) -> None:
-        """Stop serving ``partition`` now and reset its live actors (it may be taken again)."""
+    def give_up(self, partition: int, reason: str, *, replay_from_start: bool = False, planned: bool = False) -> None:
+        """Stop serving ``partition`` now and reset its live actors (it may be taken again);
+        ``planned``: a hand-off, not a loss."""
         if self.owned.pop(partition, None) is None:
             return
         self.shards.stop_serving(partition)
@@ -319,6 +326,14 @@ class Ownership:
         reset = self.host.reset_where(
             lambda prefix: partition_of(prefix, count) == partition, f"partition {partition} moved: {reason}"
         )
+        if planned:
+            log.info(
+                "partition %d handed off %s",
+                partition,
+                reason,
+                extra={"event": "cluster.partition_handed_off", "partition": partition},
+            )
+            return
         self.statistics["lost"] += 1
         log.warning(
             "partition %d given up: %s (%d live actors reset)",
@@ -345,7 +360,7 @@ class Ownership:
             await batch.done.wait()
         if self.owned.get(partition) is not owned:
             return
-        self.give_up(partition, f"handed off to node {to}")
+        self.give_up(partition, f"to node {to}, its home", planned=True)
         self.statistics["hand_offs"] += 1
         value = _pack({"node": None, "epoch": owned.epoch})
         try:

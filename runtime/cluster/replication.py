@@ -39,6 +39,23 @@ class Owned:
     ready: bool = False  # caught up and serving (False again while it is handed off)
 
 
+class AppendStatistics:
+    """The log's share of commit latency: rounds of appends (one per commit, more for a
+    commit cut into several records) and the time they took."""
+
+    __slots__ = ("rounds", "appends", "seconds_total")
+
+    def __init__(self) -> None:
+        self.rounds = 0
+        self.appends = 0
+        self.seconds_total = 0.0
+
+    def record(self, appends: int, seconds: float) -> None:
+        self.rounds += 1
+        self.appends += appends
+        self.seconds_total += seconds
+
+
 class Replicator:
     def __init__(
         self,
@@ -53,7 +70,7 @@ class Replicator:
         self._shards = shards
         self._owned = owned
         self._give_up = give_up
-        self.appends = 0
+        self.statistics = AppendStatistics()
 
     async def replicate(self, work: list[ActorWrites]) -> Replicated:
         result = Replicated()
@@ -70,19 +87,22 @@ class Replicator:
                 result.refused.extend((writes, reason) for writes in part)
                 continue
             pending[partition] = records.commits(partition, owned.epoch, self._node, part)
+        # Held across the awaits: a partition given up meanwhile still records what landed.
+        owners = {partition: self._owned[partition] for partition in pending}
         while pending:
             appends = []
             for partition, queue in pending.items():
-                owned = self._owned[partition]
+                owned = owners[partition]
                 owned.commits += 1
                 message_id = f"{partition}:{owned.epoch}:{owned.commits}"
                 appends.append((partition, queue[0][0], owned.expected, message_id))
+            started = time.perf_counter()
             outcomes = await self._jetstream.append_all(appends)
-            self.appends += len(appends)
+            self.statistics.record(len(appends), time.perf_counter() - started)
             for (partition, *_), outcome in zip(appends, outcomes, strict=True):
                 queue = pending[partition]
                 if isinstance(outcome, int):
-                    self._owned[partition].expected = outcome
+                    owners[partition].expected = outcome
                     result.meta[applied_key(partition)] = b"%d" % outcome
                     queue.pop(0)
                     if not queue:
@@ -92,7 +112,10 @@ class Replicator:
                 if isinstance(outcome, Fenced):
                     why = f"partition {partition} was taken over by another node; the writes were not acknowledged"
                 else:
-                    why = f"the log did not acknowledge partition {partition}'s commit ({outcome}); its outcome is unknown"
+                    why = (
+                        f"the log did not acknowledge partition {partition}'s commit ({outcome});"
+                        " its outcome is unknown"
+                    )
                 reason = StorageError(why)
                 for _, part in queue:
                     result.refused.extend((writes, reason) for writes in part)

@@ -34,6 +34,10 @@ _SCALARS = {
     "cluster_partitions_lost": ("roost_cluster_partitions_lost_total", "counter", "Partitions given up."),
     "cluster_records_replayed": ("roost_cluster_records_replayed_total", "counter", "Log records caught up."),
     "cluster_log_appends": ("roost_cluster_log_appends_total", "counter", "Records appended to the log."),
+    "cluster_append_rounds": ("roost_cluster_append_rounds_total", "counter", "Commits' rounds of appends to the log."),
+    "cluster_append_seconds_total": (
+        "roost_cluster_append_seconds_total", "counter", "Time commits waited for the log's acknowledgement."
+    ),
 }
 
 

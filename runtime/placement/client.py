@@ -45,6 +45,10 @@ class _Connection:
         self._pending: dict[int, _Pending] = {}
         self.closed = False
 
+    def send_first(self, message: list[Any]) -> None:
+        """Queue ``message`` before any call (it has no answer)."""
+        self._writer.send(message)
+
     async def request(self, message: list[Any]) -> tuple[bool, Any]:
         """Send ``message`` and wait for its answer: (ok, value)."""
         if self.closed:
@@ -113,9 +117,15 @@ class Peers:
     opens a stream to an owner, ``describe`` names one in messages."""
 
     def __init__(
-        self, host: Host, owner_of: Callable[[bytes], Any], connect: Connect, describe: Callable[[Any], str] = _worker
+        self,
+        host: Host,
+        owner_of: Callable[[bytes], Any],
+        connect: Connect,
+        describe: Callable[[Any], str] = _worker,
+        hello: list[Any] | None = None,
     ) -> None:
         self._host = host
+        self._hello = hello  # the first message of every connection (a cluster's proof)
         self._owner_of = owner_of
         self._connect = connect
         self._describe = describe
@@ -174,6 +184,8 @@ class Peers:
                     except OSError:
                         await trio.sleep(RECONNECT_PAUSE_SECONDS)
                 connection = self._connections[worker] = _Connection(self._describe(worker), stream)
+                if self._hello is not None:
+                    connection.send_first(self._hello)
                 assert self._nursery is not None, "Peers.run is not running"
                 self._nursery.start_soon(connection.run)
                 return connection

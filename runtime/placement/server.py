@@ -9,6 +9,8 @@ cancelled; a connection that closes cancels every call it carried.
 
 from __future__ import annotations
 
+import hmac
+import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -23,6 +25,8 @@ from ..model.remote_errors import to_wire
 from ..observability.correlation import current_correlation_id
 from . import frames
 from .wire import execute
+
+log = logging.getLogger("roost.placement")
 
 LISTEN_BACKLOG = 128
 
@@ -57,14 +61,19 @@ async def answer_calls(
     host: Host,
     statistics: Statistics,
     *,
+    proof: bytes | None = None,
     task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED,
 ) -> None:
-    """Answer the calls arriving on ``listeners`` (unix or TCP) until cancelled."""
-    await trio.serve_listeners(partial(_serve_connection, host, statistics), listeners, task_status=task_status)
+    """Answer the calls arriving on ``listeners`` (unix or TCP) until cancelled. With
+    ``proof``, a connection's first message must be ``[0, "hello", proof]``; one that
+    does not send it is closed unanswered."""
+    serve = partial(_serve_connection, host, statistics, proof)
+    await trio.serve_listeners(serve, listeners, task_status=task_status)
 
 
-async def _serve_connection(host: Host, statistics: Statistics, stream: trio.SocketStream) -> None:
+async def _serve_connection(host: Host, statistics: Statistics, proof: bytes | None, stream: trio.SocketStream) -> None:
     scopes: dict[int, trio.CancelScope] = {}
+    proven = proof is None
     writer = frames.FrameWriter(stream)
 
     async def run(call_id: int, work: Callable[[], Awaitable[Any]]) -> None:
@@ -83,7 +92,16 @@ async def _serve_connection(host: Host, statistics: Statistics, stream: trio.Soc
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError, ValueError):
             nursery.start_soon(_write, writer, nursery.cancel_scope)
             async for message in frames.messages(stream):
+                if not isinstance(message, list) or len(message) < 2:
+                    log.warning("a malformed message on the channel; its connection is closed")
+                    break
                 call_id, kind = message[0], message[1]
+                if not proven:
+                    if kind == "hello" and len(message) == 3 and _proves(message[2], proof):
+                        proven = True
+                        continue
+                    log.warning("a connection to the channel did not prove the internal token; closed")
+                    break
                 if kind == "cancel":
                     if call_id in scopes:
                         scopes[call_id].cancel()
@@ -122,3 +140,7 @@ async def _call(
 
 async def _statistics(statistics: Statistics) -> dict[str, Any]:
     return statistics()
+
+
+def _proves(given: Any, proof: bytes | None) -> bool:
+    return isinstance(given, bytes) and proof is not None and hmac.compare_digest(given, proof)

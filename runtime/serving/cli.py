@@ -31,7 +31,7 @@ from ..config import Config, load_config, secret_values
 from ..errors import ConfigError, DataDirectoryLockedError
 from ..limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from ..observability.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
-from ..cluster.options import DEFAULT_LEASE_SECONDS, DEFAULT_RENEW_SECONDS, ClusterOptions, Timing
+from ..cluster.options import DEFAULT_LEASE_SECONDS, DEFAULT_RENEW_SECONDS, ClusterOptions, Timing, split_address
 from ..system import Runtime, open_runtime
 from .collector import tune_for_serving
 from .exits import EXIT_BAD_CONFIG, EXIT_SECOND_SIGNAL
@@ -89,7 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument("--cluster", metavar="URLS", help="join a cluster: NATS servers, nats://HOST:PORT[,...]")
     cluster.add_argument("--node-name", help="this node's name, unique in the cluster")
     cluster.add_argument("--advertise", metavar="HOST:PORT", help="where the other nodes reach this one")
-    cluster.add_argument("--cluster-listen", metavar="HOST:PORT", help="where to listen for them (default: --advertise)")
+    cluster.add_argument(
+        "--cluster-listen", metavar="HOST:PORT", help="where to listen for them (default: --advertise)"
+    )
     cluster.add_argument(
         "--lease-seconds", type=float, default=DEFAULT_LEASE_SECONDS,
         help="a partition whose lease is not renewed for this long is taken over (default: %(default)s)",
@@ -118,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             extra={"event": "config.loaded", "config": config.source},
         )
         cluster_options = _cluster_options(parser, args)
+        if cluster_options is not None:
+            _check_open_channel(config, cluster_options, allow_open=args.allow_open_internal_routes)
         if args.workers > 1:
             if cluster_options is not None:
                 parser.error("--cluster runs one process per node: leave out --workers")
@@ -205,6 +209,19 @@ def _check_protected_mode(config: Config, host: str, *, allow_open: bool) -> Non
         f"{config.source}: refusing to serve the internal routes (/actors, /rpc, /queues, /jobs,"
         f" /metrics) open on {host}: set [http] internal_token, or pass"
         " --allow-open-internal-routes if something in front of Roost guards them"
+    )
+
+
+def _check_open_channel(config: Config, options: ClusterOptions, *, allow_open: bool) -> None:
+    """The channel between nodes runs any actor's methods: on an address other than loopback
+    it needs the internal token, as the internal routes do."""
+    host = split_address(options.listen or options.advertise)[0]
+    if config.http.internal_token is not None or allow_open or _is_loopback(host):
+        return
+    raise ConfigError(
+        f"{config.source}: refusing to open the cluster's channel between nodes on {host} without"
+        " [http] internal_token (the nodes prove it to each other); pass --allow-open-internal-routes"
+        " if the network between the nodes is guarded"
     )
 
 

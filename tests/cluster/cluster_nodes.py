@@ -75,7 +75,16 @@ class Recorder(Actor):
         await self.env.LEDGER.get_by_name("ledger").record([m.id for m in batch.messages])
 '''
 
+# The nodes prove it to each other on their channel, and every call here carries it.
+TOKEN = "cluster-test-token"
+
 CONFIG = """
+[vars]
+ROOST_TOKEN = "cluster-test-token"
+
+[http]
+internal_token = "ROOST_TOKEN"
+
 [[durable_objects.bindings]]
 name = "COUNTERS"
 class_name = "cluster_app:Counter"
@@ -286,7 +295,8 @@ class Client:
 
     def call(self, method: str, path: str, body: object = None) -> tuple[int, bytes]:
         data = b"" if body is None else json.dumps(body).encode()
-        self._connection.request(method, path, body=data, headers={"content-type": "application/json"})
+        headers = {"content-type": "application/json", "authorization": f"Bearer {TOKEN}"}
+        self._connection.request(method, path, body=data, headers=headers)
         response = self._connection.getresponse()
         return response.status, response.read()
 

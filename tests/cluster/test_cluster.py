@@ -11,6 +11,7 @@ the final value, and nothing beyond the calls whose outcome was unknown.
 from __future__ import annotations
 
 import json
+import re
 import threading
 import time
 from collections import Counter
@@ -99,6 +100,24 @@ def test_every_acknowledged_increment_counts_once_through_every_node(roost: Roos
     for node in roost.live():
         assert values(node.url, names) == dict(result.acked), node.name
     assert_log_fenced(nats_cluster, roost)
+
+
+def test_each_node_answers_metrics_for_itself_with_a_node_label(roost: RoostCluster) -> None:
+    rpc(roost["a"].url, "COUNTERS", "metrics0", "increment")
+    served = 0
+    for node in roost.live():
+        client = Client(node.url)
+        try:
+            status, body = client.call("GET", "/metrics")
+        finally:
+            client.close()
+        text = body.decode()
+        assert status == 200 and f'roost_node_up{{node="{node.name}"}} 1' in text, text[:500]
+        found = re.search(rf'^roost_cluster_partitions_served{{node="{node.name}"}} (\d+)$', text, re.M)
+        assert found is not None, text[:2000]
+        served += int(found[1])
+        assert re.search(rf'^roost_cluster_log_appends_total{{node="{node.name}"}} \d+$', text, re.M)
+    assert served == 64
 
 
 def test_kill_9_of_a_node_mid_load_moves_its_partitions_and_loses_nothing(roost: RoostCluster, nats_cluster) -> None:
