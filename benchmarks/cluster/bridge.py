@@ -8,7 +8,8 @@ and with 16 and 64 in flight; each run is a fresh process so that its CPU is its
   publish awaited through ``aio_as_trio``;
 - ``thread``: a dedicated asyncio loop in its own thread; a publish is handed over with
   ``asyncio.run_coroutine_threadsafe`` and its completion comes back with
-  ``TrioToken.run_sync_soon`` setting a ``trio.Event`` (no trio worker thread per call);
+  ``TrioToken.run_sync_soon`` setting a ``trio.Event`` (no trio worker thread per call): Roost's own
+  ``runtime.cluster.bridge`` since it was chosen;
 - ``thread+to_thread``: the same loop thread, but trio waits in ``trio.to_thread.run_sync
   (future.result)``, one trio worker thread blocked per call in flight.
 
@@ -23,9 +24,10 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from typing import Any, Awaitable, Callable
+
+from runtime.cluster.bridge import AsyncioThread
 
 PAYLOAD = os.urandom(1024)
 STREAM = "BRIDGE"
@@ -120,32 +122,9 @@ async def _trio_asyncio_main(url: str, concurrency: int, seconds: float) -> dict
     return result
 
 
-class AsyncioThread:
-    """A dedicated asyncio event loop in its own thread, reached from trio.
-
-    ``await call(fn, *args)`` runs ``fn(*args)`` (a coroutine function) on the loop and
-    returns its result; the loop's done-callback wakes trio through the run's token, so no trio
-    worker thread is tied up per call. Cancelling the trio side cancels the asyncio task.
-    """
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="asyncio", daemon=True)
-        self._thread.start()
-
-    async def call(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
-        import trio
-
-        token = trio.lowlevel.current_trio_token()
-        done = trio.Event()
-        future = asyncio.run_coroutine_threadsafe(fn(*args), self.loop)
-        future.add_done_callback(lambda _: token.run_sync_soon(done.set))
-        try:
-            await done.wait()
-        except BaseException:
-            future.cancel()
-            raise
-        return future.result()
+class MeasuredThread(AsyncioThread):
+    """Roost's bridge (``runtime.cluster.bridge``), plus the way of waiting it is compared
+    with: a trio worker thread blocked on each call's future."""
 
     async def call_blocking(self, fn: Callable[..., Awaitable[Any]], *args: Any,
                             limiter: Any = None) -> Any:
@@ -154,16 +133,11 @@ class AsyncioThread:
         future = asyncio.run_coroutine_threadsafe(fn(*args), self.loop)
         return await trio.to_thread.run_sync(future.result, limiter=limiter)
 
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self._thread.join()
-        self.loop.close()
-
 
 async def _thread_main(url: str, concurrency: int, seconds: float, blocking: bool) -> dict:
     import trio
 
-    bridge = AsyncioThread()
+    bridge = MeasuredThread()
     try:
         nc, js = await bridge.call(_connect, url)
         if blocking:

@@ -362,22 +362,22 @@ class Ownership:
             return
         self.give_up(partition, f"to node {to}, its home", planned=True)
         self.statistics["hand_offs"] += 1
-        value = _pack({"node": None, "epoch": owned.epoch})
-        try:
-            await self.jetstream.kv_update(LEASES, lease_key(partition), value, revision=owned.revision)
-        except ClusterError as exc:
-            log.info("partition %d: its release did not land (%s); it expires instead", partition, exc)
+        await self._release(partition, owned)
 
     async def release_all(self) -> None:
         """At shutdown, after the last commit: let every lease go, so others need not wait."""
         for partition, owned in list(self.owned.items()):
             self.owned.pop(partition, None)
             self.shards.stop_serving(partition)
-            value = _pack({"node": None, "epoch": owned.epoch})
-            try:
-                await self.jetstream.kv_update(LEASES, lease_key(partition), value, revision=owned.revision)
-            except ClusterError:
-                pass  # it expires instead
+            await self._release(partition, owned)
+
+    async def _release(self, partition: int, owned: Owned) -> None:
+        """Mark the lease released (its epoch kept, so the next owner's is higher)."""
+        value = _pack({"node": None, "epoch": owned.epoch})
+        try:
+            await self.jetstream.kv_update(LEASES, lease_key(partition), value, revision=owned.revision)
+        except ClusterError as exc:
+            log.info("partition %d: its release did not land (%s); it expires instead", partition, exc)
 
 
 def _pack(value: dict) -> bytes:
