@@ -35,8 +35,8 @@ LOG_TAIL_CHARS = 6000
 
 APP = '''
 import trio
-from actors import MessageBatch
-from runtime import Actor
+from actors import MessageBatch, execute_idempotent, get_job_status, schedule_job, update_job_status
+from runtime import Actor, now
 
 
 class Counter(Actor):
@@ -53,6 +53,28 @@ class Counter(Actor):
         n = await self.increment()
         await trio.sleep(seconds)
         return n
+
+
+class Payments(Actor):
+    """A payment made once per idempotency key, whichever node it is asked through: the
+    charge is an increment of the counter named after the key, with its job status kept."""
+
+    async def charge(self, key: str) -> dict:
+        async def charge_once() -> int:
+            await update_job_status(self.env, key, status="processing", progress=50)
+            charged = await self.env.COUNTERS.get_by_name("charged-" + key).increment()
+            await update_job_status(self.env, key, status="completed", progress=100, result=charged)
+            return charged
+
+        done = await execute_idempotent(self.env, key, charge_once)
+        return {"result": done.result, "cached": done.cached}
+
+    async def status(self, key: str) -> dict | None:
+        return await get_job_status(self.env, key)
+
+    async def schedule(self, tag: str, queue: str, delay: float) -> str:
+        """A scheduled job whose message (tagged) goes to ``queue`` ``delay`` s from now."""
+        return await schedule_job(self.env, {"tag": tag}, now() + delay, queue=queue)
 
 
 class Ledger(Actor):
@@ -72,7 +94,8 @@ class Recorder(Actor):
     """The queue's consumer: every message id of a batch goes to the ledger before the ack."""
 
     async def queue(self, batch: MessageBatch) -> None:
-        await self.env.LEDGER.get_by_name("ledger").record([m.id for m in batch.messages])
+        tags = [m.body["tag"] if isinstance(m.body, dict) and "tag" in m.body else m.id for m in batch.messages]
+        await self.env.LEDGER.get_by_name("ledger").record(tags)
 '''
 
 # The nodes prove it to each other on their channel, and every call here carries it.
@@ -88,6 +111,10 @@ internal_token = "ROOST_TOKEN"
 [[durable_objects.bindings]]
 name = "COUNTERS"
 class_name = "cluster_app:Counter"
+
+[[durable_objects.bindings]]
+name = "PAYMENTS"
+class_name = "cluster_app:Payments"
 
 [[durable_objects.bindings]]
 name = "LEDGER"

@@ -120,6 +120,42 @@ def test_each_node_answers_metrics_for_itself_with_a_node_label(roost: RoostClus
     assert served == 64
 
 
+def test_an_idempotent_payment_runs_once_whichever_nodes_it_is_asked_through(roost: RoostCluster) -> None:
+    """The toolkit on a cluster: the payment's idempotency record, its job status and the
+    counter it charges live in partitions spread over the nodes; asked through every node,
+    and many times at once, the charge happens once, and every node reads its status."""
+    keys = [f"order-{n}" for n in range(12)]
+    answers: list[object] = []
+
+    def ask(node_url: str, key: str) -> None:
+        answers.append(rpc(node_url, "PAYMENTS", f"shop-{key}", "charge", key))
+
+    threads = [
+        threading.Thread(target=ask, args=(node.url, key)) for key in keys for node in roost.live() for _ in range(2)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(answers) == len(keys) * 6
+    assert all(answer["result"] == 1 for answer in answers), answers
+    assert sum(not answer["cached"] for answer in answers) == len(keys), answers
+    assert values(roost["c"].url, [f"charged-{key}" for key in keys]) == {f"charged-{key}": 1 for key in keys}
+    for node in roost.live():
+        for key in keys:
+            status = rpc(node.url, "PAYMENTS", "anyone", "status", key)
+            assert (status["status"], status["progress"], status["result"]) == ("completed", 100, 1), status
+
+
+def test_scheduled_jobs_asked_through_every_node_run_once_when_due(roost: RoostCluster) -> None:
+    tags = [f"job-{node.name}-{n}" for node in roost.live() for n in range(3)]
+    for tag in tags:
+        node = roost[tag.split("-")[1]]
+        rpc(node.url, "PAYMENTS", f"scheduler-of-{tag}", "schedule", tag, QUEUE, 1.0)
+    seen = _wait_recorded(roost, roost["b"].url, tags)
+    assert {tag: seen[tag] for tag in tags} == {tag: 1 for tag in tags}
+
+
 def test_kill_9_of_a_node_mid_load_moves_its_partitions_and_loses_nothing(roost: RoostCluster, nats_cluster) -> None:
     names = [f"kill{n}" for n in range(30)]
     victim = roost["c"]
