@@ -10,7 +10,7 @@ from __future__ import annotations
 from runtime import Actor, open_runtime
 from runtime.cluster import records
 from runtime.cluster.shards import applied_key
-from runtime.durability.committer import Replicated
+from runtime.durability.replicated import Replicated
 from runtime.durability.env import ActorWrites, Environment
 from runtime.durability.partitions import DEFAULT_PARTITIONS, partition_of
 from runtime.durability.shards import Shards

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..durability.committer import Replicated
+from ..durability.replicated import Replicated
 from ..durability.env import ActorWrites
 from ..durability.partitions import partition_of
 from ..errors import StorageError

@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import trio
@@ -33,6 +32,7 @@ import trio
 from .. import clock
 from ..errors import StorageError
 from .env import ActorWrites, Environment, MapFull
+from .replicated import Replicated, Replicator
 
 log = logging.getLogger("roost.store")
 
@@ -55,24 +55,6 @@ class Writer(Protocol):
     def take_writes(self) -> ActorWrites: ...
 
     def writes_committed(self, batch: Batch) -> None: ...
-
-
-@dataclass(slots=True)
-class Replicated:
-    """What a replicator did with a batch: the actors' writes it refused (with why), and
-    the meta records to write in the same LMDB transaction as the rest."""
-
-    refused: list[tuple[ActorWrites, Exception]] = field(default_factory=list)
-    meta: dict[bytes, bytes] = field(default_factory=dict)
-
-
-class Replicator(Protocol):
-    """Makes a batch durable elsewhere before it is applied (``runtime.cluster``)."""
-
-    async def replicate(self, work: list[ActorWrites]) -> Replicated: ...
-
-    def not_applied(self, work: list[ActorWrites]) -> None:
-        """Replicated writes that LMDB then failed to apply: the local copy lags the log."""
 
 
 class Batch:
