@@ -1,8 +1,10 @@
-"""``JetStream``: Roost's trio-facing view of NATS JetStream, the one module that imports nats-py.
+"""``JetStream``: Roost's trio-facing view of NATS JetStream (with ``snapshot_store``, the
+only modules that import nats-py).
 
 It owns the stream ``ROOST`` (a subject per partition: appends fenced by the expected last
 subject sequence, reads, purges) and the KV buckets ``roost_leases`` and ``roost_nodes``
-(compare-and-set writes, reads from the leader, a watched table). nats-py runs on an
+(compare-and-set writes, reads from the leader, a watched table), and creates the object
+store ``roost_snapshots``. nats-py runs on an
 ``AsyncioThread``; every call has its own time limit and raises ``NatsUnavailable`` past it.
 It decides nothing about ownership: refusals are resolved (docs/cluster.md, "What a refusal
 means") and reported, never acted on.
@@ -19,6 +21,7 @@ Errors::
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import threading
 import time
@@ -32,7 +35,7 @@ import nats
 import nats.errors
 import nats.js.errors
 import trio
-from nats.js.api import ConsumerConfig, DeliverPolicy, Header, StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, DeliverPolicy, Header, ObjectStoreConfig, StorageType, StreamConfig
 
 from .bridge import AsyncioThread
 
@@ -40,6 +43,7 @@ STREAM = "ROOST"
 LEASES = "roost_leases"
 NODES = "roost_nodes"
 BUCKETS = (LEASES, NODES)
+SNAPSHOTS = "roost_snapshots"  # an object store: the partitions' snapshots (snapshot_store)
 DUPLICATE_WINDOW_SECONDS = 120.0
 # how long the server keeps the delete marker it writes when a key's per-message TTL expires
 MARKER_TTL_SECONDS = 60.0
@@ -159,6 +163,9 @@ class JetStream:
         self._attempt = timeout_seconds / 2  # a publish attempt: leaves time for a retry
         self._token = token
         self._nc: Any = None
+        # Tells this stream from an earlier one of the same name (deleted and created again):
+        # a digest of its creation time. Snapshots and local copies belong to one of them.
+        self.log_incarnation = ""
         self._js: Any = None
         self._watchers: list[Any] = []
         self._pumps: list[asyncio.Task[None]] = []
@@ -179,6 +186,12 @@ class JetStream:
         )
 
     # --- the trio side ---------------------------------------------------------------------
+
+    async def run(self, coro_fn: Callable[..., Awaitable[T]], *args: Any, limit: float | None = None) -> T:
+        """``await coro_fn(context, *args)`` on the NATS thread, with nats-py's JetStream
+        context; sent again while NATS is briefly unavailable, within ``limit`` (default
+        ``timeout_seconds``), then ``NatsUnavailable``. For the modules built on this one."""
+        return await self._call(limit or self._timeout, self._retry, lambda: coro_fn(self._js, *args))
 
     async def _call(self, limit: float, coro_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
         with trio.move_on_after(limit + GUARD_SECONDS):
@@ -316,6 +329,7 @@ class JetStream:
         await self._ensure_stream(replicas)
         for bucket in BUCKETS:
             await self._ensure_bucket(bucket, replicas)
+        await self._ensure_object_store(SNAPSHOTS, replicas)
         for bucket in BUCKETS:
             await self._watch(bucket)
 
@@ -325,7 +339,7 @@ class JetStream:
         except nats.js.errors.NotFoundError:
             return None
 
-    async def _ensure(self, name: str, what: str, create: Callable[[], Awaitable[Any]], replicas: int) -> None:
+    async def _ensure(self, name: str, what: str, create: Callable[[], Awaitable[Any]], replicas: int) -> Any:
         info = await self._stream_info(name)
         if info is None:
             try:
@@ -344,8 +358,9 @@ class JetStream:
         if config.num_replicas != replicas:
             raise ClusterSetupError(
                 f"{what} has {config.num_replicas} replicas, Roost is configured for {replicas}: "
-                f"run `nats stream edit {name} --replicas {replicas}` or set [cluster] replicas = {config.num_replicas}"
+                f"run `nats stream edit {name} --replicas {replicas}` or start Roost with --replicas {config.num_replicas}"
             )
+        return info
 
     async def _ensure_stream(self, replicas: int) -> None:
         config = StreamConfig(
@@ -355,7 +370,9 @@ class JetStream:
             num_replicas=replicas,
             duplicate_window=DUPLICATE_WINDOW_SECONDS,
         )
-        await self._ensure(STREAM, f"the stream {STREAM}", lambda: self._js.add_stream(config), replicas)
+        info = await self._ensure(STREAM, f"the stream {STREAM}", lambda: self._js.add_stream(config), replicas)
+        created = info.created.isoformat() if info.created is not None else ""
+        self.log_incarnation = hashlib.blake2b(created.encode(), digest_size=4).hexdigest()
 
     async def _ensure_bucket(self, bucket: str, replicas: int) -> None:
         async def create() -> Any:
@@ -369,6 +386,14 @@ class JetStream:
             return await self._js.stream_info(f"KV_{bucket}")
 
         await self._ensure(f"KV_{bucket}", f"the KV bucket {bucket}", create, replicas)
+
+    async def _ensure_object_store(self, bucket: str, replicas: int) -> None:
+        async def create() -> Any:
+            config = ObjectStoreConfig(storage=StorageType.FILE, replicas=replicas)
+            await self._js.create_object_store(bucket, config=config)
+            return await self._js.stream_info(f"OBJ_{bucket}")
+
+        await self._ensure(f"OBJ_{bucket}", f"the object store {bucket}", create, replicas)
 
     async def _watch(self, bucket: str) -> None:
         kv = await self._retry(self._js.key_value, bucket)

@@ -27,11 +27,13 @@ from ..model.host import Host
 from ..placement.server import Statistics, answer_calls
 from .forwarding import ClusterPeers
 from .options import split_address
-from .jetstream import ClusterError, JetStream, open_jetstream
+from .jetstream import STREAM, ClusterError, JetStream, open_jetstream
 from .options import ClusterOptions
 from .ownership import Ownership
 from .replication import Replicator
-from .shards import NODE_KEY, ClusterShards
+from .shards import LOG_KEY, NODE_KEY, ClusterShards
+from .snapshot_store import SnapshotStore
+from .snapshots import Snapshots
 
 log = logging.getLogger("roost.cluster")
 
@@ -56,6 +58,7 @@ class ClusterPlacement:
         self.ownership: Ownership | None = None
         self._peers: ClusterPeers | None = None
         self._replicator: Replicator | None = None
+        self.snapshots: Snapshots | None = None
 
     async def open_shards(self, data_dir: str, *, map_size_bytes: int, max_map_size_bytes: int) -> ClusterShards:
         def open_it() -> ClusterShards:
@@ -65,7 +68,7 @@ class ClusterPlacement:
                 )
             env = Environment(data_dir, map_size_bytes=map_size_bytes, max_map_size_bytes=max_map_size_bytes)
             try:
-                _claim(env, self.node)
+                _claim(env, self.node, self.jetstream.log_incarnation)
             except BaseException:
                 env.close()
                 raise
@@ -77,8 +80,17 @@ class ClusterPlacement:
     def attach(self, host: Host, rescan_alarms: Any) -> None:
         shards = self.shards
         assert shards is not None, "open_shards() first"
+        store = SnapshotStore(self.jetstream, self.options.nats_timeout_seconds)
+        self.snapshots = Snapshots(store, self.jetstream, shards, self.options.snapshot_every)
         self.ownership = Ownership(
-            self.jetstream, self.node, self.options.advertise, shards, host, rescan_alarms, self.options.timing
+            self.jetstream,
+            self.node,
+            self.options.advertise,
+            shards,
+            host,
+            rescan_alarms,
+            self.snapshots,
+            self.options.timing,
         )
         self._replicator = Replicator(self.jetstream, self.node, shards, self.ownership.owned, self.ownership.give_up)
         shards.shard.committer.replicator = self._replicator
@@ -135,8 +147,8 @@ class ClusterPlacement:
         return both
 
     def cluster_statistics(self) -> dict[str, Any]:
-        ownership, shards, replicator = self.ownership, self.shards, self._replicator
-        assert ownership is not None and shards is not None and replicator is not None
+        ownership, shards, replicator, snapshots = self.ownership, self.shards, self._replicator, self.snapshots
+        assert ownership is not None and shards is not None and replicator is not None and snapshots is not None
         return {
             "cluster_partitions_served": len(shards.served),
             "cluster_takeovers": ownership.statistics["takeovers"],
@@ -146,6 +158,9 @@ class ClusterPlacement:
             "cluster_log_appends": self.jetstream.statistics.get("appends", 0),
             "cluster_append_rounds": replicator.statistics.rounds,
             "cluster_append_seconds_total": replicator.statistics.seconds_total,
+            "cluster_snapshots_taken": snapshots.statistics["snapshots_taken"],
+            "cluster_snapshots_loaded": snapshots.statistics["snapshots_loaded"],
+            "cluster_snapshot_bytes": snapshots.statistics["snapshot_bytes"],
         }
 
     def status(self) -> dict[str, Any]:
@@ -178,9 +193,9 @@ def channel_proof(config: Config) -> bytes | None:
     return hmac.new(config.vars[name].encode(), b"roost cluster channel", hashlib.sha256).digest()
 
 
-def _claim(env: Environment, node: str) -> None:
-    """Mark the environment as this node's copy; refuse one of a single-node Roost (its
-    data is in no log) or of another node."""
+def _claim(env: Environment, node: str, incarnation: str) -> None:
+    """Mark the environment as this node's copy of this log; refuse one of a single-node
+    Roost (its data is in no log), of another node, or of an earlier stream of the name."""
     found = env.get_meta(NODE_KEY)
     if found is None:
         if env.holds_actor_data():
@@ -188,9 +203,15 @@ def _claim(env: Environment, node: str) -> None:
                 f"{env.path!r} holds the data of a single-node Roost, which is in no cluster's log;"
                 " give the node an empty data directory"
             )
-        env.apply_batch([], meta={NODE_KEY: node.encode()})
     elif found.decode() != node:
         raise ConfigError(f"{env.path!r} is the data directory of node {found.decode()!r}, not {node!r}")
+    log_found = env.get_meta(LOG_KEY)
+    if log_found is not None and log_found.decode() != incarnation:
+        raise ConfigError(
+            f"{env.path!r} is a copy of an earlier stream {STREAM} (deleted and created again since),"
+            " whose positions mean nothing in the new one; give the node an empty data directory"
+        )
+    env.apply_batch([], meta={NODE_KEY: node.encode(), LOG_KEY: incarnation.encode()})
 
 
 @asynccontextmanager

@@ -9,6 +9,9 @@ from ..errors import ConfigError
 
 DEFAULT_LEASE_SECONDS = 5.0
 DEFAULT_RENEW_SECONDS = 1.0
+DEFAULT_REPLICAS = 3
+# Records of a partition between its snapshots: the log a new owner may have to replay.
+DEFAULT_SNAPSHOT_EVERY = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +39,8 @@ class ClusterOptions:
     listen: str | None = None  # default: the advertised address
     timing: Timing = Timing()
     nats_timeout_seconds: float = 2.0
-    replicas: int = 3
+    replicas: int = DEFAULT_REPLICAS
+    snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
 
     def check(self) -> None:
         if not self.nats or not all(url.startswith(("nats://", "tls://")) for url in self.nats):
@@ -49,5 +53,9 @@ class ClusterOptions:
                     split_address(address)
                 except ValueError as exc:
                     raise ConfigError(f"{flag}: {exc}") from None
+        if not 1 <= self.replicas <= 5:
+            raise ConfigError(f"--replicas must be 1 to 5 (JetStream's limit), not {self.replicas}")
+        if self.snapshot_every < 1:
+            raise ConfigError(f"--snapshot-every must be a positive number of records, not {self.snapshot_every}")
         if not 0 < self.timing.renew_seconds < self.timing.lease_seconds / 2:
             raise ConfigError("the lease must last more than two renewals")

@@ -33,6 +33,7 @@ from .jetstream import LEASES, NODES, ClusterError, Conflict, Entry, Fenced, Jet
 from .options import Timing
 from .replication import Owned
 from .shards import ClusterShards, applied_key
+from .snapshots import Snapshots
 
 log = logging.getLogger("roost.cluster")
 
@@ -40,6 +41,8 @@ log = logging.getLogger("roost.cluster")
 LEASE_MARGIN_SECONDS = 1.0
 # How many records one LMDB transaction of a catch-up applies.
 CATCH_UP_RECORDS_PER_TRANSACTION = 500
+# How many times a catch-up reads again when the log was trimmed past it while it read.
+CATCH_UP_ATTEMPTS = 3
 FENCE_ATTEMPTS = 5
 # How long a hand-off lets the partition's running events finish.
 HAND_OFF_WAIT_SECONDS = 1.0
@@ -69,9 +72,11 @@ class Ownership:
         shards: ClusterShards,
         host: Host,
         rescan_alarms: Callable[[], None],
+        snapshots: Snapshots,
         timing: Timing = Timing(),
     ) -> None:
         self.jetstream = jetstream
+        self.snapshots = snapshots
         self.node = node
         self.advertise = advertise
         self.shards = shards
@@ -129,6 +134,7 @@ class Ownership:
                 await self._beat()
                 await self._renew_all()
                 self._balance(nursery)
+                self.snapshots.start_due(self.owned, nursery)
                 await trio.sleep(max(0.0, self.timing.renew_seconds - (time.monotonic() - started)))
 
     async def _beat(self) -> None:
@@ -269,6 +275,7 @@ class Ownership:
         if self.owned.get(partition) is not owned:
             return
         owned.expected = fence_at
+        owned.since_snapshot = replayed
         owned.ready = True
         self.shards.serve(partition, owned.deadline)
         self._rescan_alarms()
@@ -295,10 +302,18 @@ class Ownership:
         raise ClusterError(f"partition {partition}: the fence did not land in {FENCE_ATTEMPTS} attempts")
 
     async def _catch_up(self, partition: int, upto: int) -> int:
-        """Apply every record after the local copy's position, up to ``upto``."""
+        """Apply every record after the local copy's position, up to ``upto``; from the
+        latest snapshot if the log was trimmed past that position."""
         env = self.shards.shard.env
         after = 0 if partition in self._replay_from_start else self.shards.applied(partition)
-        found = await self.jetstream.read(partition, after, upto)
+        for _ in range(CATCH_UP_ATTEMPTS):
+            if not await self.snapshots.intact_after(partition, after):
+                after = await self.snapshots.restore(partition, after)
+            found = await self.jetstream.read(partition, after, upto)
+            if await self.snapshots.intact_after(partition, after):
+                break  # no trim cut into what the read returned
+        else:
+            raise ClusterError(f"partition {partition}: its log was trimmed during each of {CATCH_UP_ATTEMPTS} reads")
         for start in range(0, len(found), CATCH_UP_RECORDS_PER_TRANSACTION):
             chunk = found[start : start + CATCH_UP_RECORDS_PER_TRANSACTION]
             writes = [w for _, payload in chunk for w in records.decode(payload).writes]

@@ -36,6 +36,7 @@ class Owned:
     expected: int  # the sequence of the subject's last record, ours (or our fence)
     deadline: float  # time.monotonic() until which the lease is valid for us
     commits: int = 0
+    since_snapshot: int = 0  # records appended or replayed since the partition's last snapshot
     ready: bool = False  # caught up and serving (False again while it is handed off)
 
 
@@ -103,6 +104,7 @@ class Replicator:
                 queue = pending[partition]
                 if isinstance(outcome, int):
                     owners[partition].expected = outcome
+                    owners[partition].since_snapshot += 1
                     result.meta[applied_key(partition)] = b"%d" % outcome
                     queue.pop(0)
                     if not queue:

@@ -16,6 +16,7 @@ from ..durability.shards import Shard, Shards
 
 APPLIED_PREFIX = b"cluster/applied/"
 NODE_KEY = b"cluster/node"
+LOG_KEY = b"cluster/log"  # the incarnation of the stream this copy follows
 
 
 def applied_key(partition: int) -> bytes:

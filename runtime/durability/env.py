@@ -10,6 +10,7 @@ never across an ``await``.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,11 +112,8 @@ class Environment:
 
     def get(self, prefix: bytes, user_key: bytes) -> bytes | None:
         stored = keys.stored_key(user_key)
-        try:
-            with self._env.begin(db=self.kv) as txn:
-                value = txn.get(prefix + stored)
-        except lmdb.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
+        with _failing("read"), self._env.begin(db=self.kv) as txn:
+            value = txn.get(prefix + stored)
         if value is None or not keys.is_long(stored):
             return value
         full_key, data = keys.split_long_value(value)
@@ -135,75 +133,60 @@ class Environment:
         ``low``/``high`` are user keys; None means unbounded. At most ``limit`` pairs.
         """
         out: list[tuple[bytes, bytes]] = []
-        try:
-            with self._env.begin(db=self.kv) as txn:
-                for pair in in_byte_order(raw_range(txn, prefix, low, high, reverse), reverse):
-                    user_key = pair[0]
-                    if low is not None and user_key < low:
-                        if reverse:
-                            break
+        with _failing("read"), self._env.begin(db=self.kv) as txn:
+            for pair in in_byte_order(raw_range(txn, prefix, low, high, reverse), reverse):
+                user_key = pair[0]
+                if low is not None and user_key < low:
+                    if reverse:
+                        break
+                    continue
+                if high is not None and user_key >= high:
+                    if reverse:
                         continue
-                    if high is not None and user_key >= high:
-                        if reverse:
-                            continue
-                        break
-                    out.append(pair)
-                    if limit is not None and len(out) >= limit:
-                        break
-        except lmdb.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
+                    break
+                out.append(pair)
+                if limit is not None and len(out) >= limit:
+                    break
         return out
 
     def get_record(self, prefix: bytes) -> dict | None:
-        try:
-            with self._env.begin(db=self.actors) as txn:
-                raw = txn.get(prefix)
-        except lmdb.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
+        with _failing("read"), self._env.begin(db=self.actors) as txn:
+            raw = txn.get(prefix)
         return None if raw is None else codec.decode(raw)
 
     def records(self, namespace_key: bytes) -> list[tuple[bytes, dict]]:
         """(actor id, record) of every actor with stored data in one namespace."""
         out = []
-        try:
-            with self._env.begin(db=self.actors) as txn:
-                cursor = txn.cursor()
-                if cursor.set_range(namespace_key):
-                    for key, raw in cursor:
-                        if not key.startswith(namespace_key):
-                            break
-                        out.append((key[len(namespace_key) :], codec.decode(raw)))
-        except lmdb.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
+        with _failing("read"), self._env.begin(db=self.actors) as txn:
+            cursor = txn.cursor()
+            if cursor.set_range(namespace_key):
+                for key, raw in cursor:
+                    if not key.startswith(namespace_key):
+                        break
+                    out.append((key[len(namespace_key) :], codec.decode(raw)))
         return out
 
     def alarms_due(self, resume_key: bytes, until: float, limit: int) -> list[tuple[bytes, bytes]]:
         """(index key, actor prefix) of entries at or after ``resume_key`` and due by ``until``."""
         out: list[tuple[bytes, bytes]] = []
-        try:
-            with self._env.begin(db=self.alarms) as txn:
-                cursor = txn.cursor()
-                if not cursor.set_range(resume_key):
-                    return out
-                for key in cursor.iternext(keys=True, values=False):
-                    due, prefix = keys.split_alarm_index_key(key)
-                    if due > until or len(out) >= limit:
-                        break
-                    out.append((bytes(key), prefix))
-        except lmdb.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
+        with _failing("read"), self._env.begin(db=self.alarms) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(resume_key):
+                return out
+            for key in cursor.iternext(keys=True, values=False):
+                due, prefix = keys.split_alarm_index_key(key)
+                if due > until or len(out) >= limit:
+                    break
+                out.append((bytes(key), prefix))
         return out
 
     def next_alarm(self, resume_key: bytes) -> float | None:
         """The due time of the first index entry at or after ``resume_key``."""
-        try:
-            with self._env.begin(db=self.alarms) as txn:
-                cursor = txn.cursor()
-                if not cursor.set_range(resume_key):
-                    return None
-                return keys.split_alarm_index_key(cursor.key())[0]
-        except lmdb.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
+        with _failing("read"), self._env.begin(db=self.alarms) as txn:
+            cursor = txn.cursor()
+            if not cursor.set_range(resume_key):
+                return None
+            return keys.split_alarm_index_key(cursor.key())[0]
 
     def alarm_count(self) -> int:
         with self._env.begin() as txn:
@@ -326,19 +309,13 @@ class Environment:
             writes.record_removed = txn.delete(prefix, db=self.actors)
 
     def get_meta(self, key: bytes) -> bytes | None:
-        try:
-            with self._env.begin(db=self.meta) as txn:
-                return txn.get(key)
-        except lmdb.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
+        with _failing("read"), self._env.begin(db=self.meta) as txn:
+            return txn.get(key)
 
     def holds_actor_data(self) -> bool:
         """Whether any actor has a record here."""
-        try:
-            with self._env.begin(db=self.actors) as txn:
-                return txn.stat(self.actors)["entries"] > 0
-        except lmdb.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
+        with _failing("read"), self._env.begin(db=self.actors) as txn:
+            return txn.stat(self.actors)["entries"] > 0
 
     def grow(self) -> bool:
         """Double the map size up to the maximum. Call only with no transaction open."""
@@ -348,34 +325,71 @@ class Environment:
         self._env.set_mapsize(min(current * 2, self.max_map_size_bytes))
         return True
 
-    # -- moving data between environments (``migrate``) --------------------------------------
+    # -- moving data between environments (``migrate``) and a cluster's snapshots ----------
 
     def dump(self) -> Iterator[tuple[bytes, bytes, bytes]]:
         """Every (database name, key, value) of the actors' databases, in one read transaction."""
-        databases = ((keys.DB_KV, self.kv), (keys.DB_ACTORS, self.actors), (keys.DB_ALARMS, self.alarms))
-        try:
-            with self._env.begin() as txn:
-                for name, db in databases:
-                    for key, value in txn.cursor(db=db):
-                        yield name, bytes(key), bytes(value)
-        except lmdb.Error as exc:
-            raise StorageError(f"read failed: {exc}") from exc
+        with _failing("read"), self._env.begin() as txn:
+            yield from self._rows(txn)
 
-    def load(self, rows: list[tuple[bytes, bytes, bytes]]) -> None:
-        """Write ``rows`` (as ``dump`` yields them) in one synced transaction."""
+    def dump_where(
+        self, belongs: Callable[[bytes], bool], meta_key: bytes
+    ) -> tuple[bytes | None, list[tuple[bytes, bytes, bytes]]]:
+        """The rows of the actors whose prefix ``belongs``, and the meta record ``meta_key``,
+        read in one transaction (so they agree); a pass over every row."""
+        with _failing("read"), self._env.begin() as txn:
+            rows = [row for row in self._rows(txn) if belongs(keys.prefix_of_row(row[0], row[1]))]
+            return txn.get(meta_key, db=self.meta), rows
+
+    def _rows(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, bytes, bytes]]:
+        for name, db in ((keys.DB_KV, self.kv), (keys.DB_ACTORS, self.actors), (keys.DB_ALARMS, self.alarms)):
+            for key, value in txn.cursor(db=db):
+                yield name, bytes(key), bytes(value)
+
+    def load(
+        self,
+        rows: list[tuple[bytes, bytes, bytes]],
+        *,
+        replacing: Callable[[bytes], bool] | None = None,
+        meta: dict[bytes, bytes] | None = None,
+    ) -> None:
+        """Write ``rows`` (as ``dump`` yields them) and ``meta`` in one synced transaction,
+        after deleting every row of the actors whose prefix ``replacing`` accepts."""
         databases = {keys.DB_KV: self.kv, keys.DB_ACTORS: self.actors, keys.DB_ALARMS: self.alarms}
-        try:
-            with self._env.begin(write=True) as txn:
-                for name, key, value in rows:
-                    txn.put(key, value, db=databases[name])
-        except lmdb.Error as exc:
-            raise StorageError(f"write failed: {exc}") from exc
+        with _failing("write"), self._env.begin(write=True) as txn:
+            if replacing is not None:
+                for name, db in databases.items():
+                    _delete_where(txn.cursor(db=db), name, replacing)
+            for name, key, value in rows:
+                txn.put(key, value, db=databases[name])
+            for key, value in (meta or {}).items():
+                txn.put(key, value, db=self.meta)
 
     def stats(self) -> dict[str, int]:
         info = self._env.info()
         return {"map_size_bytes": info["map_size"], "last_txn_id": info["last_txnid"]}
 
 
+@contextmanager
+def _failing(what: str) -> Iterator[None]:
+    """LMDB's errors as ``StorageError``: "read failed: ..." or "write failed: ..."."""
+    try:
+        yield
+    except lmdb.Error as exc:
+        raise StorageError(f"{what} failed: {exc}") from exc
+
+
 def _has_keys(txn: lmdb.Transaction, db: Any, prefix: bytes) -> bool:
     cursor = txn.cursor(db=db)
     return cursor.set_range(prefix) and cursor.key().startswith(prefix)
+
+
+def _delete_where(cursor: lmdb.Cursor, database: bytes, belongs: Callable[[bytes], bool]) -> None:
+    """Delete the rows of ``database`` whose actor prefix ``belongs``."""
+    cursor.first()
+    while cursor.key():
+        if belongs(keys.prefix_of_row(database, bytes(cursor.key()))):
+            if not cursor.delete():
+                break
+        elif not cursor.next():
+            break

@@ -35,6 +35,9 @@ _SCALARS = {
     "cluster_records_replayed": ("roost_cluster_records_replayed_total", "counter", "Log records caught up."),
     "cluster_log_appends": ("roost_cluster_log_appends_total", "counter", "Records appended to the log."),
     "cluster_append_rounds": ("roost_cluster_append_rounds_total", "counter", "Commits' rounds of appends to the log."),
+    "cluster_snapshots_taken": ("roost_cluster_snapshots_taken_total", "counter", "Partition snapshots stored."),
+    "cluster_snapshots_loaded": ("roost_cluster_snapshots_loaded_total", "counter", "Snapshots loaded to catch up."),
+    "cluster_snapshot_bytes": ("roost_cluster_snapshot_bytes_total", "counter", "Bytes of the snapshots stored."),
     "cluster_append_seconds_total": (
         "roost_cluster_append_seconds_total", "counter", "Time commits waited for the log's acknowledgement."
     ),

@@ -31,7 +31,15 @@ from ..config import Config, load_config, secret_values
 from ..errors import ConfigError, DataDirectoryLockedError
 from ..limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from ..observability.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
-from ..cluster.options import DEFAULT_LEASE_SECONDS, DEFAULT_RENEW_SECONDS, ClusterOptions, Timing, split_address
+from ..cluster.options import (
+    DEFAULT_LEASE_SECONDS,
+    DEFAULT_RENEW_SECONDS,
+    DEFAULT_REPLICAS,
+    DEFAULT_SNAPSHOT_EVERY,
+    ClusterOptions,
+    Timing,
+    split_address,
+)
 from ..system import Runtime, open_runtime
 from .collector import tune_for_serving
 from .exits import EXIT_BAD_CONFIG, EXIT_SECOND_SIGNAL
@@ -95,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     cluster.add_argument(
         "--lease-seconds", type=float, default=DEFAULT_LEASE_SECONDS,
         help="a partition whose lease is not renewed for this long is taken over (default: %(default)s)",
+    )
+    cluster.add_argument(
+        "--replicas", type=int, default=DEFAULT_REPLICAS,
+        help="replicas of the log and the buckets in NATS; 3 survive one NATS server lost (default: %(default)s)",
+    )
+    cluster.add_argument(
+        "--snapshot-every", metavar="RECORDS", type=int, default=DEFAULT_SNAPSHOT_EVERY,
+        help="snapshot a partition and trim its log after this many records (default: %(default)s)",
     )
     add_operator_commands(commands)
     args = parser.parse_args(argv)
@@ -185,6 +201,8 @@ def _cluster_options(parser: argparse.ArgumentParser, args: argparse.Namespace) 
         advertise=args.advertise,
         listen=args.cluster_listen,
         timing=Timing(lease_seconds=lease, renew_seconds=min(DEFAULT_RENEW_SECONDS, lease / 4)),
+        replicas=args.replicas,
+        snapshot_every=args.snapshot_every,
     )
     options.check()
     return options

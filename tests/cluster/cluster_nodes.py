@@ -90,6 +90,17 @@ class Ledger(Actor):
         return {key[len("seen:"):]: n for key, n in found.items()}
 
 
+class Ticker(Actor):
+    """The cron trigger's actor: how many times each slot ran."""
+
+    async def scheduled(self, event) -> None:
+        key = "slot:%d" % event.scheduled_time
+        await self.storage.put(key, await self.storage.get(key, 0) + 1)
+
+    async def slots(self) -> dict:
+        return await self.storage.list(prefix="slot:")
+
+
 class Recorder(Actor):
     """The queue's consumer: every message id of a batch goes to the ledger before the ack."""
 
@@ -100,10 +111,12 @@ class Recorder(Actor):
 
 # The nodes prove it to each other on their channel, and every call here carries it.
 TOKEN = "cluster-test-token"
+WEBHOOK_SECRET = "whsec_cluster_test"
 
 CONFIG = """
 [vars]
 ROOST_TOKEN = "cluster-test-token"
+WEBHOOK_SECRET = "{webhook_secret}"
 
 [http]
 internal_token = "ROOST_TOKEN"
@@ -120,6 +133,20 @@ class_name = "cluster_app:Payments"
 name = "LEDGER"
 class_name = "cluster_app:Ledger"
 
+[[durable_objects.bindings]]
+name = "TICKER"
+class_name = "cluster_app:Ticker"
+
+[[triggers.crons]]
+cron = "* * * * *"
+binding = "TICKER"
+name = "ticker"
+
+[[webhooks]]
+provider = "stripe"
+queue = "{queue}"
+secret = "WEBHOOK_SECRET"
+
 [[queues.producers]]
 queue = "{queue}"
 binding = "JOBS"
@@ -134,7 +161,7 @@ max_batch_timeout = 0.05
 
 def write_app(directory: Path, queue: str) -> None:
     (directory / "cluster_app.py").write_text(APP)
-    (directory / "roost.toml").write_text(CONFIG.format(queue=queue))
+    (directory / "roost.toml").write_text(CONFIG.format(queue=queue, webhook_secret=WEBHOOK_SECRET))
 
 
 def partition_of_actor(binding: str, name: str) -> int:
@@ -156,8 +183,9 @@ def free_port() -> int:
 class RoostNode:
     """One node: its name, data directory and advertised address stay across lives."""
 
-    def __init__(self, root: Path, name: str, nats_urls: list[str]) -> None:
+    def __init__(self, root: Path, name: str, nats_urls: list[str], options: tuple[str, ...] = ()) -> None:
         self.root = root
+        self.options = options  # more flags of roost serve
         self.name = name
         self.data_dir = root / f"data-{name}"
         self.advertise = f"127.0.0.1:{free_port()}"
@@ -179,6 +207,7 @@ class RoostNode:
             "--node-name", self.name,
             "--advertise", self.advertise,
             "--lease-seconds", f"{LEASE_SECONDS:g}",
+            *self.options,
         )  # fmt: skip
 
     @property
@@ -228,11 +257,11 @@ class RoostNode:
 
 
 class RoostCluster:
-    def __init__(self, root: Path, names: list[str], nats_urls: list[str]) -> None:
+    def __init__(self, root: Path, names: list[str], nats_urls: list[str], options: tuple[str, ...] = ()) -> None:
         self.nodes: dict[str, RoostNode] = {}
         try:
             for name in names:
-                self.nodes[name] = RoostNode(root, name, nats_urls)
+                self.nodes[name] = RoostNode(root, name, nats_urls, options)
         except BaseException:
             self.stop()
             raise
@@ -320,10 +349,13 @@ class Client:
         self.url = url
         self._connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
 
-    def call(self, method: str, path: str, body: object = None) -> tuple[int, bytes]:
-        data = b"" if body is None else json.dumps(body).encode()
-        headers = {"content-type": "application/json", "authorization": f"Bearer {TOKEN}"}
-        self._connection.request(method, path, body=data, headers=headers)
+    def call(
+        self, method: str, path: str, body: object = None, headers: dict[str, str] | None = None
+    ) -> tuple[int, bytes]:
+        """``body`` goes as JSON, or as it is if it is bytes."""
+        data = body if isinstance(body, bytes) else b"" if body is None else json.dumps(body).encode()
+        sent = {"content-type": "application/json", "authorization": f"Bearer {TOKEN}", **(headers or {})}
+        self._connection.request(method, path, body=data, headers=sent)
         response = self._connection.getresponse()
         return response.status, response.read()
 

@@ -2,8 +2,9 @@
 
 Starting a cluster takes a few seconds, deleting the stream and the two buckets a few
 milliseconds, so every test gets the same cluster with a clean state (``jetstream_servers``):
-every server running and not paused, the stream ``ROOST`` and the buckets ``roost_leases`` and
-``roost_nodes`` deleted (``open_jetstream`` creates them again). A test that kills, pauses or
+every server running and not paused, the stream ``ROOST``, the buckets ``roost_leases`` and
+``roost_nodes`` and the object store ``roost_snapshots`` deleted (``open_jetstream`` creates
+them again). A test that kills, pauses or
 restarts a server leaves the repair to that fixture. Not collected without nats-py, skipped
 without a nats-server binary (a Roost without the cluster extra).
 """
@@ -49,7 +50,7 @@ async def _delete_all(urls: list[str]) -> None:
     try:
         js = nc.jetstream(timeout=5)
         deadline = time.monotonic() + HEALTHY_TIMEOUT_SECONDS
-        for name in ("ROOST", "KV_roost_leases", "KV_roost_nodes", "ROOST_SMALL"):
+        for name in ("ROOST", "KV_roost_leases", "KV_roost_nodes", "OBJ_roost_snapshots", "ROOST_SMALL"):
             while True:
                 try:
                     await js.delete_stream(name)

@@ -6,6 +6,9 @@ partition's log (docs/cluster.md, "How a write becomes durable"):
   epoch follows a newer epoch's fence (so a commit is of the partition's latest fenced epoch);
 - every record of an epoch names the node that fenced it, and the partition of its subject.
 
+A log trimmed below a snapshot (``trimmed``) may begin mid-epoch: a partition's first record
+then stands for the fence of its epoch.
+
 Plain asyncio and nats-py: a test helper, outside the runtime.
 """
 
@@ -91,11 +94,11 @@ async def _read_from(js: Any, start: int, last: int, found: list[tuple[int, str,
             pass  # the ephemeral consumer expires by itself
 
 
-def check_log(urls: list[str]) -> LogReport:
-    return check_messages(read_log(urls))
+def check_log(urls: list[str], *, trimmed: bool = False) -> LogReport:
+    return check_messages(read_log(urls), trimmed=trimmed)
 
 
-def check_messages(messages: list[tuple[int, str, bytes]]) -> LogReport:
+def check_messages(messages: list[tuple[int, str, bytes]], *, trimmed: bool = False) -> LogReport:
     report = LogReport()
     current: dict[int, tuple[int, str]] = {}  # partition -> (latest fenced epoch, its node)
     highest: dict[int, int] = {}  # partition -> highest epoch seen in any record
@@ -120,6 +123,8 @@ def check_messages(messages: list[tuple[int, str, bytes]]) -> LogReport:
             report.epochs.setdefault(partition, []).append((record.epoch, record.node))
         else:
             fenced = current.get(partition)
+            if fenced is None and trimmed and partition not in highest:
+                fenced = current[partition] = (record.epoch, record.node)
             if fenced is None:
                 report.violations.append(f"{where}: commit of epoch {record.epoch} ({record.node}) before any fence")
             elif record.epoch < fenced[0]:

@@ -10,6 +10,8 @@ the final value, and nothing beyond the calls whose outcome was unknown.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import re
 import threading
@@ -20,6 +22,7 @@ from pathlib import Path
 import pytest
 from cluster_nodes import (
     LEASE_SECONDS,
+    WEBHOOK_SECRET,
     Client,
     Load,
     LoadResult,
@@ -329,3 +332,47 @@ def test_a_queue_delivers_every_acknowledged_message_at_least_once(roost: RoostC
     assert len(seen) <= len(sent) + len(unknown), (len(seen), len(sent), len(unknown))
     print(f"queue {QUEUE}: {len(sent)} acknowledged, {len(unknown)} unknown, {len(twice)} delivered more than once")
     assert_log_fenced(nats_cluster, roost)
+
+
+def _stripe_signature(payload: bytes, secret: str) -> str:
+    timestamp = int(time.time())
+    digest = hmac.new(secret.encode(), b"%d." % timestamp + payload, hashlib.sha256).hexdigest()
+    return f"t={timestamp},v1={digest}"
+
+
+def test_a_webhook_event_received_through_every_node_is_enqueued_once(roost: RoostCluster) -> None:
+    """Stripe redelivers: each event arrives through each of the three nodes, and its id
+    makes it one queue message, delivered once to the consumer on another node."""
+    tags = [f"wh{n}" for n in range(20)]
+    for n, tag in enumerate(tags):
+        payload = json.dumps({"id": f"evt_{n}", "type": "charge.succeeded", "tag": tag}).encode()
+        for node in roost.live():
+            client = Client(node.url)
+            try:
+                signed = {"stripe-signature": _stripe_signature(payload, WEBHOOK_SECRET)}
+                status, body = client.call("POST", "/webhooks/stripe", payload, signed)
+            finally:
+                client.close()
+            assert (status, json.loads(body)) == (200, {"received": True}), (node.name, body)
+    forged = json.dumps({"id": "evt_forged", "tag": "forged"}).encode()
+    client = Client(roost["b"].url)
+    try:
+        status, _ = client.call("POST", "/webhooks/stripe", forged, {"stripe-signature": "t=1,v1=00"})
+    finally:
+        client.close()
+    assert status == 401
+    seen = _wait_recorded(roost, roost["c"].url, tags)
+    assert {tag: seen[tag] for tag in tags} == dict.fromkeys(tags, 1)
+    assert "forged" not in seen
+
+
+def test_the_cron_trigger_runs_each_slot_once_whichever_node_serves_it(roost: RoostCluster) -> None:
+    """Every node arms the trigger; its actor has one owner, so each minute runs once."""
+    deadline = time.monotonic() + 75  # the next minute's slot, and slack
+    while not rpc(roost["a"].url, "TICKER", "ticker", "slots"):
+        assert time.monotonic() < deadline, f"no slot ran within 75 s\n{roost.logs()}"
+        time.sleep(0.5)
+    time.sleep(2)  # a second run of the slot would land by now
+    for node in roost.live():
+        slots = rpc(node.url, "TICKER", "ticker", "slots")
+        assert slots and set(slots.values()) == {1}, (node.name, slots)
