@@ -105,7 +105,7 @@ class ClusterPlacement:
 
     def _address_of(self, node: str) -> str | None:
         assert self.ownership is not None
-        return self.ownership.live_nodes().get(node)
+        return self.ownership.membership.live_nodes().get(node)
 
     async def serve(
         self, host: Host, statistics: Statistics, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -126,7 +126,7 @@ class ClusterPlacement:
             )
             await nursery.start(answering)
             try:
-                await self.ownership.join()
+                await self.ownership.membership.join()
             except ClusterError as exc:
                 raise ConfigError(f"node {self.node} cannot join the cluster: {exc}") from None
             await nursery.start(self.ownership.run)
@@ -169,7 +169,7 @@ class ClusterPlacement:
         assert ownership is not None and shards is not None
         return {
             "node": self.node,
-            "nodes": ownership.live_nodes(),
+            "nodes": ownership.membership.live_nodes(),
             "serving": shards.served,
             "owners": {str(p): ownership.owner_of(p) for p in range(shards.partitions)},
         }

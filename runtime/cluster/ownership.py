@@ -1,7 +1,7 @@
-"""Which partitions this node owns: its membership key, a lease per partition, taking over
-(fence, then catch-up from the log), renewing, pausing and handing partitions off.
+"""Which partitions this node owns: a lease per partition, taking over (fence, then catch-up
+from the log), renewing, pausing and handing partitions off.
 
-Every ``renew_seconds`` the node rewrites its key in ``roost_nodes`` and renews each lease it
+Every ``renew_seconds`` the node rewrites its key in ``roost_nodes`` (``membership``) and renews each lease it
 holds by compare-and-set; a lease is valid for the owner until ``lease_seconds`` minus a
 margin after the renewal was *sent*, and expired for an observer after ``lease_seconds``
 without a new revision, counted only while the observer's own writes succeed (a NATS stall is
@@ -18,18 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import time
-import uuid
 from collections.abc import Callable
 
-import msgpack
 import trio
 
 from ..durability.partitions import partition_of
 from ..model.host import Host
 from . import records
-from .jetstream import LEASES, NODES, ClusterError, Conflict, Entry, Fenced, JetStream, NatsUnavailable
+from .jetstream import LEASES, ClusterError, Conflict, Entry, Fenced, JetStream, NatsUnavailable
+from .membership import Membership, pack_value, unpack_value
 from .options import Timing
 from .replication import Owned
 from .shards import ClusterShards, applied_key
@@ -46,14 +44,6 @@ CATCH_UP_ATTEMPTS = 3
 FENCE_ATTEMPTS = 5
 # How long a hand-off lets the partition's running events finish.
 HAND_OFF_WAIT_SECONDS = 1.0
-# How long a starting node watches a key of its name for signs of a live holder.
-NAME_CHECK_RENEWALS = 2.5
-
-
-class NodeNameInUse(ClusterError):
-    """Another live node holds this node's name."""
-
-
 def lease_key(partition: int) -> str:
     return f"p.{partition:02d}"
 
@@ -78,50 +68,15 @@ class Ownership:
         self.jetstream = jetstream
         self.snapshots = snapshots
         self.node = node
-        self.advertise = advertise
         self.shards = shards
         self.host = host
         self.timing = timing
+        self.membership = Membership(jetstream, node, advertise, timing)
         self.owned: dict[int, Owned] = {}
         self._rescan_alarms = rescan_alarms
-        self._node_revision = 0
-        self._beats = 0
-        self._incarnation = uuid.uuid4().hex  # tells this process's own writes from another's
-        # Since when this node's own writes to the buckets have been succeeding (None: failing).
-        self._writes_ok_since: float | None = None
         self._taking: set[int] = set()
         self._replay_from_start: set[int] = set()
-        self._live_since: dict[str, float] = {}
         self.statistics = {"takeovers": 0, "hand_offs": 0, "lost": 0, "records_replayed": 0}
-
-    # -- starting ---------------------------------------------------------------------------
-
-    async def join(self) -> None:
-        """Claim this node's name in ``roost_nodes``; ``NodeNameInUse`` if a live node has it."""
-        found = await self.jetstream.kv_get(NODES, self.node)
-        if found is None or found.value is None:
-            self._node_revision = await self.jetstream.kv_create(NODES, self.node, self._node_value())
-        else:
-            # A holder that is alive rewrites its key every renewal: watch for that.
-            await trio.sleep(self.timing.renew_seconds * NAME_CHECK_RENEWALS)
-            latest = await self.jetstream.kv_get(NODES, self.node)
-            revision = 0 if latest is None else latest.revision
-            if revision != found.revision:
-                holder = _unpack(latest.value) if latest is not None and latest.value else {}
-                raise NodeNameInUse(
-                    f"node name {self.node!r} is held by a live node (at {holder.get('advertise', '?')});"
-                    " give this node another --node-name"
-                )
-            self._node_revision = await self.jetstream.kv_update(
-                NODES, self.node, self._node_value(), revision=revision
-            )
-        self._writes_ok_since = time.monotonic()
-
-    def _node_value(self) -> bytes:
-        self._beats += 1
-        return _pack(
-            {"advertise": self.advertise, "pid": os.getpid(), "incarnation": self._incarnation, "beat": self._beats}
-        )
 
     # -- the loop ---------------------------------------------------------------------------
 
@@ -131,32 +86,11 @@ class Ownership:
             task_status.started()
             while True:
                 started = time.monotonic()
-                await self._beat()
+                await self.membership.beat()
                 await self._renew_all()
                 self._balance(nursery)
                 self.snapshots.start_due(self.owned, nursery)
                 await trio.sleep(max(0.0, self.timing.renew_seconds - (time.monotonic() - started)))
-
-    async def _beat(self) -> None:
-        try:
-            self._node_revision = await self.jetstream.kv_update(
-                NODES, self.node, self._node_value(), revision=self._node_revision
-            )
-        except NatsUnavailable:
-            self._writes_ok_since = None
-            return
-        except Conflict:
-            # Our own write may have landed with its answer lost (a retry then conflicts).
-            found = await self.jetstream.kv_get(NODES, self.node)
-            holder = _unpack(found.value) if found is not None and found.value else {}
-            if holder.get("incarnation") != self._incarnation:
-                raise NodeNameInUse(
-                    f"node name {self.node!r} was taken over by another process ({holder or 'deleted'});"
-                    " this node stops"
-                ) from None
-            self._node_revision = found.revision
-        if self._writes_ok_since is None:
-            self._writes_ok_since = time.monotonic()
 
     async def _renew_all(self) -> None:
         async with trio.open_nursery() as nursery:
@@ -168,7 +102,7 @@ class Ownership:
         if owned is None:
             return
         sent = time.monotonic()
-        value = _pack({"node": self.node, "epoch": owned.epoch})
+        value = pack_value({"node": self.node, "epoch": owned.epoch})
         try:
             revision = await self.jetstream.kv_update(LEASES, lease_key(partition), value, revision=owned.revision)
         except NatsUnavailable:
@@ -190,24 +124,10 @@ class Ownership:
         entry = await self.jetstream.kv_get(LEASES, lease_key(partition))
         if entry is None or entry.value is None:
             return None
-        data = _unpack(entry.value)
+        data = unpack_value(entry.value)
         return data.get("node"), data.get("epoch", 0), entry.revision
 
     # -- balancing --------------------------------------------------------------------------
-
-    def live_nodes(self) -> dict[str, str]:
-        """Live nodes (this one included) and their advertised addresses."""
-        now = time.monotonic()
-        live = {self.node: self.advertise}
-        for name, entry in self.jetstream.entries(NODES).items():
-            if entry.value is not None and now - entry.seen_at < self.timing.lease_seconds:
-                live[name] = _unpack(entry.value).get("advertise", "")
-        for name in live:
-            self._live_since.setdefault(name, now)
-        for name in list(self._live_since):
-            if name not in live:
-                del self._live_since[name]
-        return live
 
     def home_of(self, partition: int, live: dict[str, str]) -> str:
         return max(live, key=lambda node: rank(partition, node))
@@ -217,10 +137,10 @@ class Ownership:
         entry = self.jetstream.entries(LEASES).get(lease_key(partition))
         if entry is None or entry.value is None:
             return None
-        return _unpack(entry.value).get("node")
+        return unpack_value(entry.value).get("node")
 
     def _balance(self, nursery: trio.Nursery) -> None:
-        live = self.live_nodes()
+        live = self.membership.live_nodes()
         leases = self.jetstream.entries(LEASES)
         now = time.monotonic()
         settled = self.timing.lease_seconds
@@ -232,17 +152,17 @@ class Ownership:
                 if owned is None and partition not in self._taking and self._takeable(lease, now):
                     self._taking.add(partition)
                     nursery.start_soon(self._take, partition)
-            elif owned is not None and owned.ready and now - self._live_since.get(home, now) >= settled:
+            elif owned is not None and owned.ready and self.membership.live_for(home, now) >= settled:
                 if self.owner_of(partition) == self.node:
                     nursery.start_soon(self._hand_off, partition, home)
 
     def _takeable(self, entry: Entry | None, now: float) -> bool:
         if entry is None or entry.value is None:
             return True
-        holder = _unpack(entry.value).get("node")
+        holder = unpack_value(entry.value).get("node")
         if holder is None or holder == self.node:
             return True  # released, or held by an earlier life of this node
-        ok_since = self._writes_ok_since
+        ok_since = self.membership.writes_ok_since
         lease = self.timing.lease_seconds
         return ok_since is not None and now - entry.seen_at > lease and now - ok_since > lease
 
@@ -263,10 +183,10 @@ class Ownership:
         sent = time.monotonic()
         if entry is None:
             epoch = 1
-            revision = await self.jetstream.kv_create(LEASES, key, _pack({"node": self.node, "epoch": epoch}))
+            revision = await self.jetstream.kv_create(LEASES, key, pack_value({"node": self.node, "epoch": epoch}))
         else:
-            epoch = (_unpack(entry.value).get("epoch", 0) if entry.value else 0) + 1
-            value = _pack({"node": self.node, "epoch": epoch})
+            epoch = (unpack_value(entry.value).get("epoch", 0) if entry.value else 0) + 1
+            value = pack_value({"node": self.node, "epoch": epoch})
             revision = await self.jetstream.kv_update(LEASES, key, value, revision=entry.revision)
         owned = Owned(epoch, revision, 0, sent + self.timing.lease_seconds - LEASE_MARGIN_SECONDS)
         self.owned[partition] = owned  # renewed from now on, served once ready
@@ -388,20 +308,9 @@ class Ownership:
 
     async def _release(self, partition: int, owned: Owned) -> None:
         """Mark the lease released (its epoch kept, so the next owner's is higher)."""
-        value = _pack({"node": None, "epoch": owned.epoch})
+        value = pack_value({"node": None, "epoch": owned.epoch})
         try:
             await self.jetstream.kv_update(LEASES, lease_key(partition), value, revision=owned.revision)
         except ClusterError as exc:
             log.info("partition %d: its release did not land (%s); it expires instead", partition, exc)
 
-
-def _pack(value: dict) -> bytes:
-    return msgpack.packb(value, use_bin_type=True)
-
-
-def _unpack(value: bytes) -> dict:
-    try:
-        found = msgpack.unpackb(value, raw=False)
-    except (ValueError, msgpack.UnpackException):
-        return {}
-    return found if isinstance(found, dict) else {}

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import re
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -28,6 +29,7 @@ from cluster_nodes import (
     LoadResult,
     RoostCluster,
     check_counts,
+    free_port,
     home,
     outcome_of,
     partition_of_actor,
@@ -36,6 +38,7 @@ from cluster_nodes import (
     write_app,
 )
 from log_checker import check_log
+from serve_process import ROOST
 
 NODES = ["a", "b", "c"]
 # How long after a node's death the survivors serve all 64 partitions: the lease, the
@@ -376,3 +379,24 @@ def test_the_cron_trigger_runs_each_slot_once_whichever_node_serves_it(roost: Ro
     for node in roost.live():
         slots = rpc(node.url, "TICKER", "ticker", "slots")
         assert slots and set(slots.values()) == {1}, (node.name, slots)
+
+
+def test_a_second_process_with_a_live_nodes_name_is_refused_and_the_node_keeps_serving(
+    roost: RoostCluster, tmp_path: Path
+) -> None:
+    holder = roost["a"]
+    done = subprocess.run(
+        [
+            ROOST, "serve", "--port", "0", "--config", "roost.toml",
+            "--data-dir", str(tmp_path / "data-second-a"),
+            "--cluster", ",".join(holder.nats_urls),
+            "--node-name", "a",
+            "--advertise", f"127.0.0.1:{free_port()}",
+            "--lease-seconds", f"{LEASE_SECONDS:g}",
+        ],
+        cwd=tmp_path, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert "held by a live node" in done.stderr, done.stderr
+    assert holder.alive and holder.status()["serving"]
+    roost.wait_settled(every_node_serves=True)
