@@ -9,7 +9,7 @@ partition (this node's view of the leases was stale), then fails with
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import trio
@@ -33,17 +33,19 @@ class ClusterPeers(Peers):
         owner_of: Callable[[bytes], str | None],
         address_of: Callable[[str], str | None],
         proof: bytes | None = None,
+        dial: Callable[[str, int], Awaitable[trio.abc.Stream]] = trio.open_tcp_stream,
     ) -> None:
         hello = None if proof is None else [0, "hello", proof]
         super().__init__(host, owner_of, self._open, lambda owner: f"node {owner}", hello)
         self._node = node
         self._address_of = address_of
+        self._dial = dial  # plain TCP, or TLS (channel_tls)
 
     async def _open(self, node: str) -> trio.abc.Stream:
         address = self._address_of(node)
         if address is None:
             raise OSError(f"node {node} has no known address")
-        return await trio.open_tcp_stream(*split_address(address))
+        return await self._dial(*split_address(address))
 
     async def forward(self, prefix: bytes, binding: str, actor_id: ActorId, call: tuple) -> Any:
         """Find a serving owner within ``OWNER_WAIT_SECONDS`` and run ``call`` there. The

@@ -25,6 +25,7 @@ from ..durability.shards import Shard
 from ..errors import ActorError, ConfigError
 from ..model.host import Host
 from ..placement.server import Statistics, answer_calls
+from .channel_tls import TlsDialer, TlsListener
 from .forwarding import ClusterPeers
 from .options import split_address
 from .jetstream import STREAM, ClusterError, JetStream, open_jetstream
@@ -59,6 +60,9 @@ class ClusterPlacement:
         self._peers: ClusterPeers | None = None
         self._replicator: Replicator | None = None
         self.snapshots: Snapshots | None = None
+        tls = options.tls  # contexts made now: a bad file stops the node before it joins
+        self._tls_server = None if tls is None else tls.server_context()
+        self._dial = trio.open_tcp_stream if tls is None else TlsDialer(tls.client_context()).open
 
     async def open_shards(self, data_dir: str, *, map_size_bytes: int, max_map_size_bytes: int) -> ClusterShards:
         def open_it() -> ClusterShards:
@@ -96,7 +100,7 @@ class ClusterPlacement:
         shards.shard.committer.replicator = self._replicator
 
     def forwarder(self, host: Host) -> ClusterPeers:
-        self._peers = ClusterPeers(host, self.node, self._owner_of_prefix, self._address_of, self._proof)
+        self._peers = ClusterPeers(host, self.node, self._owner_of_prefix, self._address_of, self._proof, self._dial)
         return self._peers
 
     def _owner_of_prefix(self, prefix: bytes) -> str | None:
@@ -119,6 +123,8 @@ class ClusterPlacement:
             raise ConfigError(
                 f"node {self.node}: cannot listen for other nodes on {listen_host}:{port}: {exc}"
             ) from None
+        if self._tls_server is not None:
+            listeners = [TlsListener(listener, self._tls_server) for listener in listeners]
         async with trio.open_nursery() as nursery:
             await nursery.start(self._peers.run)
             answering = partial(

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ..errors import ConfigError
+from .channel_tls import ChannelTls
 
 
 DEFAULT_LEASE_SECONDS = 5.0
@@ -41,6 +43,7 @@ class ClusterOptions:
     nats_timeout_seconds: float = 2.0
     replicas: int = DEFAULT_REPLICAS
     snapshot_every: int = DEFAULT_SNAPSHOT_EVERY
+    tls: ChannelTls | None = None  # mutual TLS on the channel between nodes
 
     def check(self) -> None:
         if not self.nats or not all(url.startswith(("nats://", "tls://")) for url in self.nats):
@@ -53,6 +56,11 @@ class ClusterOptions:
                     split_address(address)
                 except ValueError as exc:
                     raise ConfigError(f"{flag}: {exc}") from None
+        if self.tls is not None:
+            for flag, path in (("cert", self.tls.cert), ("key", self.tls.key), ("ca", self.tls.ca)):
+                if not os.path.isfile(path):
+                    raise ConfigError(f"--cluster-tls-{flag}: no file {path!r}")
+            self.tls.server_context()  # raises ConfigError for files that are not usable
         if not 1 <= self.replicas <= 5:
             raise ConfigError(f"--replicas must be 1 to 5 (JetStream's limit), not {self.replicas}")
         if self.snapshot_every < 1:

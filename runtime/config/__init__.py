@@ -4,7 +4,8 @@ Trio-free. Every mistake raises ``ConfigError`` naming the source, the table and
 before anything starts. Classes may be given as import paths (``"module:Class"``) or, in
 code, as the classes themselves; both are resolved here. ``model`` holds the values,
 ``parse`` the whole config, ``queues`` the queue tables, ``triggers`` the cron trigger
-tables and ``cron`` their expressions, ``checks`` the single values.
+tables and ``cron`` their expressions, ``cluster`` the ``[cluster]`` table, ``checks`` the
+single values.
 """
 
 from .model import Config, CronTrigger, HttpConfig, QueueConfig, RouteConfig, WebhookConfig

@@ -84,6 +84,23 @@ class HttpConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class ClusterTable:
+    """``[cluster]``: the values of ``roost serve --cluster``'s flags, each None when not
+    given (``runtime.config.cluster`` documents the keys)."""
+
+    nats: tuple[str, ...] | None = None
+    node_name: str | None = None
+    advertise: str | None = None
+    listen: str | None = None
+    lease_seconds: float | None = None
+    replicas: int | None = None
+    snapshot_every: int | None = None
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_ca: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     source: str = "<config>"
     data_dir: str | None = None
@@ -94,3 +111,4 @@ class Config:
     routes: list[RouteConfig] = field(default_factory=list)
     http: HttpConfig = HttpConfig()
     triggers: tuple[CronTrigger, ...] = ()
+    cluster: ClusterTable | None = None  # [cluster], for roost serve

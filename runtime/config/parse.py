@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from .checks import Where, binding_name, expect, import_class, queue_name, required, unknown
+from .cluster import cluster_from_toml
 from .model import Config, HttpConfig, RouteConfig, WebhookConfig
 from .queues import add_dead_letter_queues, queues_from_code, queues_from_toml
 from .triggers import check_triggers, cron_triggers, triggers_from_toml
@@ -26,6 +27,7 @@ _TOP_KEYS = {
     "routes",
     "http",
     "triggers",
+    "cluster",
     "name",
     "main",
     "compatibility_date",
@@ -78,7 +80,8 @@ def parse_config(data: Mapping[str, Any], *, source: str = "<config>") -> Config
     routes = _routes(expect(data.get("routes", []), list, where, "routes", "an array of tables"), where)
     http = _http(data.get("http", {}), where)
     triggers = triggers_from_toml(data.get("triggers", {}), where)
-    config = Config(source, data_dir, actors, queues, variables, webhooks, routes, http, triggers)
+    cluster = cluster_from_toml(data.get("cluster"), where, source)
+    config = Config(source, data_dir, actors, queues, variables, webhooks, routes, http, triggers, cluster)
     check_bindings(config)
     return config
 
@@ -115,6 +118,7 @@ def merge(
         cron_triggers(
             expect(triggers or [], list, where, "triggers", "a list"), where, "triggers", config.triggers
         ),
+        config.cluster,
     )
     check_bindings(result)
     return result

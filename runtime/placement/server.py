@@ -13,8 +13,9 @@ import hmac
 import logging
 import os
 import socket
-from collections.abc import Awaitable, Callable
-from contextlib import suppress
+import ssl
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager, suppress
 from functools import partial
 from typing import Any
 
@@ -89,7 +90,7 @@ async def _serve_connection(host: Host, statistics: Statistics, proof: bytes | N
             writer.send(reply)
 
     async with stream, trio.open_nursery() as nursery:
-        with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError, ValueError):
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError, OSError, ValueError), _tls_refusals():
             nursery.start_soon(_write, writer, nursery.cancel_scope)
             async for message in frames.messages(stream):
                 if not isinstance(message, list) or len(message) < 2:
@@ -111,6 +112,17 @@ async def _serve_connection(host: Host, statistics: Statistics, proof: bytes | N
                     nursery.start_soon(run, call_id, partial(_statistics, statistics))
         # The caller is gone: what it asked for is cancelled, as if it had been.
         nursery.cancel_scope.cancel()
+
+
+@contextmanager
+def _tls_refusals() -> Iterator[None]:
+    """Say why a connection failed its TLS handshake (a cluster's channel with TLS)."""
+    try:
+        yield
+    except trio.BrokenResourceError as exc:
+        if isinstance(exc.__cause__, ssl.SSLError):
+            log.warning("a connection to the channel failed its TLS handshake (%s); closed", exc.__cause__)
+        raise
 
 
 async def _write(writer: frames.FrameWriter, connection: trio.CancelScope) -> None:

@@ -31,16 +31,10 @@ from ..config import Config, load_config, secret_values
 from ..errors import ConfigError, DataDirectoryLockedError
 from ..limits import DEFAULT_IDLE_TIMEOUT_SECONDS, DEFAULT_REQUEST_TIMEOUT_SECONDS
 from ..observability.logs import LOG_FORMATS, LOG_LEVELS, configure_logging
-from ..cluster.options import (
-    DEFAULT_LEASE_SECONDS,
-    DEFAULT_RENEW_SECONDS,
-    DEFAULT_REPLICAS,
-    DEFAULT_SNAPSHOT_EVERY,
-    ClusterOptions,
-    Timing,
-    split_address,
-)
+from ..cluster.options import ClusterOptions, split_address
 from ..system import Runtime, open_runtime
+from .cluster_flags import add_cluster_flags
+from .cluster_flags import cluster_options as build_cluster_options
 from .collector import tune_for_serving
 from .exits import EXIT_BAD_CONFIG, EXIT_SECOND_SIGNAL
 from .http_server import open_listeners, serve_http
@@ -93,25 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         default=DEFAULT_IDLE_TIMEOUT_SECONDS,
         help="seconds an idle actor stays in memory before it is evicted (default: %(default)s)",
     )
-    cluster = serve.add_argument_group("cluster (docs/cluster.md)")
-    cluster.add_argument("--cluster", metavar="URLS", help="join a cluster: NATS servers, nats://HOST:PORT[,...]")
-    cluster.add_argument("--node-name", help="this node's name, unique in the cluster")
-    cluster.add_argument("--advertise", metavar="HOST:PORT", help="where the other nodes reach this one")
-    cluster.add_argument(
-        "--cluster-listen", metavar="HOST:PORT", help="where to listen for them (default: --advertise)"
-    )
-    cluster.add_argument(
-        "--lease-seconds", type=float, default=DEFAULT_LEASE_SECONDS,
-        help="a partition whose lease is not renewed for this long is taken over (default: %(default)s)",
-    )
-    cluster.add_argument(
-        "--replicas", type=int, default=DEFAULT_REPLICAS,
-        help="replicas of the log and the buckets in NATS; 3 survive one NATS server lost (default: %(default)s)",
-    )
-    cluster.add_argument(
-        "--snapshot-every", metavar="RECORDS", type=int, default=DEFAULT_SNAPSHOT_EVERY,
-        help="snapshot a partition and trim its log after this many records (default: %(default)s)",
-    )
+    add_cluster_flags(serve)
     add_operator_commands(commands)
     args = parser.parse_args(argv)
     if args.command in OPERATOR_COMMANDS:
@@ -135,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             len(config.vars),
             extra={"event": "config.loaded", "config": config.source},
         )
-        cluster_options = _cluster_options(parser, args)
+        cluster_options = build_cluster_options(parser, args, config.cluster)
         if cluster_options is not None:
             _check_open_channel(config, cluster_options, allow_open=args.allow_open_internal_routes)
         if args.workers > 1:
@@ -186,28 +162,6 @@ def _refused_start(exc: BaseException) -> BaseException | None:
     return exc if isinstance(exc, (ConfigError, DataDirectoryLockedError)) else None
 
 
-def _cluster_options(parser: argparse.ArgumentParser, args: argparse.Namespace) -> ClusterOptions | None:
-    given = [flag for flag in ("node_name", "advertise", "cluster_listen") if getattr(args, flag)]
-    if args.cluster is None:
-        if given:
-            parser.error(f"--{given[0].replace('_', '-')} needs --cluster")
-        return None
-    if not args.node_name or not args.advertise:
-        parser.error("--cluster needs --node-name and --advertise")
-    lease = args.lease_seconds
-    options = ClusterOptions(
-        nats=tuple(url.strip() for url in args.cluster.split(",") if url.strip()),
-        node_name=args.node_name,
-        advertise=args.advertise,
-        listen=args.cluster_listen,
-        timing=Timing(lease_seconds=lease, renew_seconds=min(DEFAULT_RENEW_SECONDS, lease / 4)),
-        replicas=args.replicas,
-        snapshot_every=args.snapshot_every,
-    )
-    options.check()
-    return options
-
-
 def _workers(text: str) -> int:
     if text == "auto":
         return len(os.sched_getaffinity(0))
@@ -232,14 +186,15 @@ def _check_protected_mode(config: Config, host: str, *, allow_open: bool) -> Non
 
 def _check_open_channel(config: Config, options: ClusterOptions, *, allow_open: bool) -> None:
     """The channel between nodes runs any actor's methods: on an address other than loopback
-    it needs the internal token, as the internal routes do."""
+    it needs the internal token (as the internal routes do) or mutual TLS."""
     host = split_address(options.listen or options.advertise)[0]
-    if config.http.internal_token is not None or allow_open or _is_loopback(host):
+    guarded = config.http.internal_token is not None or options.tls is not None
+    if guarded or allow_open or _is_loopback(host):
         return
     raise ConfigError(
         f"{config.source}: refusing to open the cluster's channel between nodes on {host} without"
-        " [http] internal_token (the nodes prove it to each other); pass --allow-open-internal-routes"
-        " if the network between the nodes is guarded"
+        " [http] internal_token (the nodes prove it to each other) or --cluster-tls-cert/-key/-ca;"
+        " pass --allow-open-internal-routes if the network between the nodes is guarded"
     )
 
 
