@@ -38,6 +38,7 @@ import trio
 from nats.js.api import ConsumerConfig, DeliverPolicy, Header, ObjectStoreConfig, StorageType, StreamConfig
 
 from .bridge import AsyncioThread
+from .options import shown
 
 STREAM = "ROOST"
 LEASES = "roost_leases"
@@ -324,7 +325,7 @@ class JetStream:
                 disconnected_cb=on_disconnected,
             )
         except (nats.errors.Error, OSError) as exc:
-            raise NatsUnavailable(f"cannot connect to NATS at {', '.join(servers)}: {exc!r}") from exc
+            raise NatsUnavailable(f"cannot connect to NATS at {shown(servers)}: {exc!r}") from exc
         self._js = self._nc.jetstream(timeout=self._timeout)
         await self._ensure_stream(replicas)
         for bucket in BUCKETS:
@@ -650,7 +651,7 @@ async def open_jetstream(
             try:
                 await jetstream._call(limit, jetstream._open, servers, replicas, name)
             except NatsUnavailable as exc:
-                where = ", ".join(servers)
+                where = shown(servers)
                 why = f"could not connect to NATS at {where} and set up within {limit} s: {exc}"
                 raise NatsUnavailable(why) from exc
             yield jetstream

@@ -249,10 +249,12 @@ class Cluster:
         self._logs.clear()
 
 
-def _config(node: Node, peers: list[Node]) -> str:
+def _config(node: Node, peers: list[Node], user: str | None) -> str:
     routes = ", ".join(f'"nats-route://127.0.0.1:{p.cluster_port}"' for p in peers if p is not node)
     store = node.directory / "jetstream"
-    return f"""\
+    # A client user and password (the tests of authentication); routes between servers stay open.
+    authorization = "" if user is None else "authorization {{ user: {0}, password: {1} }}\n".format(*user.split(":", 1))
+    return authorization + f"""\
 server_name: {node.name}
 listen: 127.0.0.1:{node.client_port}
 http: 127.0.0.1:{node.monitor_port}
@@ -269,8 +271,11 @@ cluster {{
 
 
 @contextmanager
-def open_cluster(count: int = NODE_COUNT, *, store_root: str | os.PathLike[str] | None = None) -> Iterator[Cluster]:
+def open_cluster(
+    count: int = NODE_COUNT, *, store_root: str | os.PathLike[str] | None = None, user: str | None = None
+) -> Iterator[Cluster]:
     """Start ``count`` clustered servers and yield once they agree on a JetStream meta leader.
+    With ``user`` (``NAME:PASSWORD``) clients must authenticate as that user.
 
     With ``store_root`` every node keeps its config, log and store under
     ``store_root/n1``, ... and they are left there on exit; without it they live in a temporary
@@ -287,7 +292,7 @@ def open_cluster(count: int = NODE_COUNT, *, store_root: str | os.PathLike[str] 
         directory.mkdir(parents=True, exist_ok=True)
         nodes.append(Node(f"n{i + 1}", ports[3 * i], ports[3 * i + 1], ports[3 * i + 2], directory))
     for n in nodes:
-        n.config_path.write_text(_config(n, nodes))
+        n.config_path.write_text(_config(n, nodes, user))
     cluster = Cluster(nodes, binary, version)
     try:
         for n in nodes:

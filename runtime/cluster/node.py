@@ -27,7 +27,7 @@ from ..model.host import Host
 from ..placement.server import Statistics, answer_calls
 from .channel_tls import TlsDialer, TlsListener
 from .forwarding import ClusterPeers
-from .options import split_address
+from .options import shown, split_address
 from .jetstream import STREAM, ClusterError, JetStream, open_jetstream
 from .options import ClusterOptions
 from .ownership import Ownership
@@ -140,7 +140,7 @@ class ClusterPlacement:
                 "node %s joined the cluster (NATS %s; peers reach it at %s). NATS must run JetStream"
                 " with sync_interval: always, or an acknowledged write can be lost",
                 self.node,
-                ",".join(self.options.nats),
+                shown(self.options.nats),
                 self.options.advertise,
                 extra={"event": "cluster.joined", "node": self.node},
             )
@@ -245,7 +245,7 @@ async def _joined_jetstream(options: ClusterOptions) -> AsyncIterator[JetStream]
     try:
         jetstream = await connecting.__aenter__()
     except ClusterError as exc:
-        where = ",".join(options.nats)
+        where = shown(options.nats)
         raise ConfigError(f"node {options.node_name} cannot reach the cluster at {where}: {exc}") from None
     try:
         yield jetstream

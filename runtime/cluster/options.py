@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from ..errors import ConfigError
 from .channel_tls import ChannelTls
@@ -22,6 +23,17 @@ class Timing:
 
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     renew_seconds: float = DEFAULT_RENEW_SECONDS
+
+
+def shown(urls: tuple[str, ...] | list[str]) -> str:
+    """NATS URLs for a log line or an error: a user and password in one become ``***``."""
+    out = []
+    for url in urls:
+        parts = urlsplit(url)
+        if "@" in parts.netloc:
+            url = parts._replace(netloc="***@" + parts.netloc.rpartition("@")[2]).geturl()
+        out.append(url)
+    return ",".join(out)
 
 
 def split_address(address: str) -> tuple[str, int]:
@@ -47,7 +59,7 @@ class ClusterOptions:
 
     def check(self) -> None:
         if not self.nats or not all(url.startswith(("nats://", "tls://")) for url in self.nats):
-            raise ConfigError(f"--cluster takes nats://HOST:PORT URLs separated by commas, not {','.join(self.nats)!r}")
+            raise ConfigError(f"--cluster takes nats://HOST:PORT URLs separated by commas, not {shown(self.nats)!r}")
         if not self.node_name or not self.node_name.replace("-", "").replace("_", "").isalnum():
             raise ConfigError(f"--node-name must be letters, digits, '-' or '_', not {self.node_name!r}")
         for flag, address in (("--advertise", self.advertise), ("--cluster-listen", self.listen)):
