@@ -433,7 +433,7 @@ class LoadResult:
 class Load:
     """Increments ``names`` from ``connections`` threads, each starting on a node of its own
     (round-robin over the live nodes) and moving to the next live node after a connection
-    error. ``halfway`` is set once half of the calls were answered."""
+    error. ``halfway`` is set once half of the calls were answered, ``done`` once all were."""
 
     def __init__(self, cluster: RoostCluster, names: list[str], *, connections: int, per_connection: int) -> None:
         self.cluster = cluster
@@ -442,6 +442,7 @@ class Load:
         self.per_connection = per_connection
         self.result = LoadResult()
         self.halfway = threading.Event()
+        self.done = threading.Event()
         self._answered = 0
         self._lock = threading.Lock()
         self._threads = [threading.Thread(target=self._run, args=(i,), daemon=True) for i in range(connections)]
@@ -497,6 +498,8 @@ class Load:
                 self._answered += 1
                 if self._answered >= half:
                     self.halfway.set()
+                if self._answered == self.connections * self.per_connection:
+                    self.done.set()
             if key[0] in (0, "refused"):
                 client.close()
                 index += 1

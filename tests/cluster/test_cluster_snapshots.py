@@ -1,7 +1,8 @@
 """Snapshots on a running cluster: three nodes that snapshot each partition every 10 records
 trim their logs under load; a node killed with ``kill -9`` mid-load, whose data directory is
-then lost, comes back empty and catches up from the snapshots; every acknowledged increment
-is counted, through every node."""
+then lost, comes back empty and catches up from the snapshots; a node paused past its lease
+while it snapshots and trims neither applies nor acknowledges what it lost; every
+acknowledged increment is counted, through every node."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from cluster_nodes import Client, Load, RoostCluster, RoostNode, check_counts, values, write_app
+from cluster_nodes import LEASE_SECONDS, Client, Load, RoostCluster, RoostNode, check_counts, values, write_app
 from log_checker import check_log
 
 NODES = ["a", "b", "c"]
@@ -86,5 +87,25 @@ def test_a_node_back_with_an_empty_data_directory_catches_up_from_the_snapshots(
     for node in roost.live():
         assert values(node.url, names) == {n: before[n] + again.acked[n] for n in names}, node.name
     assert all(before[n] >= acked[n] for n in names)
+    report = check_log(nats_cluster.urls, trimmed=True)
+    assert report.violations == [], "\n".join(report.violations[:30])
+
+
+def test_a_node_paused_past_its_lease_while_it_trims_loses_nothing_acknowledged(roost: RoostCluster, nats_cluster):
+    names = [f"trim{n}" for n in range(60)]
+    paused = roost["c"]
+    load = Load(roost, names, connections=6, per_connection=1000).start()
+    wait_for("snapshots under load", lambda: metric(paused, "roost_cluster_snapshots_taken_total") >= 3, roost)
+    paused.pause()  # with snapshots of its own taken, and more due
+    assert not load.done.is_set(), "the load ended before the pause"
+    time.sleep(2 * LEASE_SECONDS)
+    paused.resume()
+    result = load.join()
+    roost.wait_settled(every_node_serves=True)
+    found = {node.name: values(node.url, names) for node in roost.live()}
+    assert found["a"] == found["b"] == found["c"], found
+    wrong = check_counts(found["a"], result)
+    assert wrong == [], f"{wrong}; {result.summary()}\n{roost.logs()}"
+    assert "given up" in paused.process.log(), paused.logs()
     report = check_log(nats_cluster.urls, trimmed=True)
     assert report.violations == [], "\n".join(report.violations[:30])
