@@ -27,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -229,16 +229,24 @@ class JetStream:
         order, as ``(sequence, payload)``. Records purged below the subject's first sequence
         are silently absent (compare ``first_sequence``). The limit is ``timeout_seconds`` per
         1,000 records."""
+        async with aclosing(self.read_batches(partition, after, upto)) as batches:
+            return [record async for batch in batches for record in batch]
+
+    async def read_batches(
+        self, partition: int, after: int, upto: int | None = None
+    ) -> AsyncIterator[list[tuple[int, bytes]]]:
+        """``read``'s records in batches of up to 1,000, each non-empty, as they arrive; use
+        it with ``contextlib.aclosing`` so that an early stop ends the read on the server."""
         read = await self._call(self._timeout, self._read_start, subject(partition), after, upto)
         if read is None:
-            return []
-        records: list[tuple[int, bytes]] = []
+            return
         try:
             while True:
                 batch, done = await self._call(self._timeout, self._read_batch, read)
-                records.extend(batch)
+                if batch:
+                    yield batch
                 if done:
-                    return records
+                    return
         finally:
             with trio.CancelScope(shield=True), trio.move_on_after(self._timeout):
                 await self._bridge.call(self._read_stop, read)

@@ -20,6 +20,8 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from contextlib import aclosing
+from functools import partial
 
 import trio
 
@@ -226,26 +228,36 @@ class Ownership:
         latest snapshot if the log was trimmed past that position."""
         env = self.shards.shard.env
         after = 0 if partition in self._replay_from_start else self.shards.applied(partition)
+        replayed = 0
         for _ in range(CATCH_UP_ATTEMPTS):
             if not await self.snapshots.intact_after(partition, after):
                 after = await self.snapshots.restore(partition, after)
-            found = await self.jetstream.read(partition, after, upto)
-            if await self.snapshots.intact_after(partition, after):
-                break  # no trim cut into what the read returned
+            start = after
+            async with aclosing(self.jetstream.read_batches(partition, after, upto)) as batches:
+                async for batch in batches:  # applied as read: memory holds one batch
+                    await self._apply_records(partition, batch)
+                    after, replayed = batch[-1][0], replayed + len(batch)
+            if await self.snapshots.intact_after(partition, start):
+                break  # no trim cut into what the read returned (else the snapshot replaces it)
         else:
             raise ClusterError(f"partition {partition}: its log was trimmed during each of {CATCH_UP_ATTEMPTS} reads")
+        if after < upto:
+            await trio.to_thread.run_sync(lambda: env.apply_batch([], meta={applied_key(partition): b"%d" % upto}))
+        self._replay_from_start.discard(partition)
+        self.statistics["records_replayed"] += replayed
+        return replayed
+
+    async def _apply_records(self, partition: int, found: list[tuple[int, bytes]]) -> None:
+        """Apply ``found`` in order, a transaction per ``CATCH_UP_RECORDS_PER_TRANSACTION``,
+        each setting the partition's applied position."""
+        env = self.shards.shard.env
         for start in range(0, len(found), CATCH_UP_RECORDS_PER_TRANSACTION):
             chunk = found[start : start + CATCH_UP_RECORDS_PER_TRANSACTION]
             writes = [w for _, payload in chunk for w in records.decode(payload).writes]
             meta = {applied_key(partition): b"%d" % chunk[-1][0]}
-            failed = await trio.to_thread.run_sync(lambda: env.apply_batch(writes, meta=meta))
+            failed = await trio.to_thread.run_sync(partial(env.apply_batch, writes, meta=meta))
             if failed:
                 raise ClusterError(f"partition {partition}: a record could not be applied: {failed[0][1]}")
-        if not found or found[-1][0] < upto:
-            await trio.to_thread.run_sync(lambda: env.apply_batch([], meta={applied_key(partition): b"%d" % upto}))
-        self._replay_from_start.discard(partition)
-        self.statistics["records_replayed"] += len(found)
-        return len(found)
 
     # -- giving partitions up ---------------------------------------------------------------
 

@@ -38,7 +38,7 @@ def add_cluster_flags(serve: argparse.ArgumentParser) -> None:
         )
     cluster.add_argument(
         "--replicas", type=int,
-        help=f"replicas of the log and the buckets in NATS; 3 survive one NATS server lost (default: {DEFAULT_REPLICAS})",
+        help=f"replicas of the log and buckets in NATS; 3 survive one NATS server lost (default: {DEFAULT_REPLICAS})",
     )  # fmt: skip
     cluster.add_argument(
         "--snapshot-every", metavar="RECORDS", type=int,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import aclosing
 
 import nats
 import pytest
@@ -106,6 +107,13 @@ async def test_read_many_records_and_after_a_purge(jetstream_servers):
             expected = await js.append(3, b"%d" % i, expected=expected, msg_id=f"3:1:{i}")
         records = await js.read(3, 0)
         assert len(records) == count
+        async with aclosing(js.read_batches(3, 0)) as batches:
+            sizes = [len(batch) async for batch in batches]
+        assert sizes == [1000, 1000, 500]
+        async with aclosing(js.read_batches(3, 0)) as batches:
+            async for batch in batches:
+                assert batch == records[:1000]
+                break  # an early stop ends the read
         assert [s for s, _ in records] == sorted(s for s, _ in records)
         assert records[-1][0] == expected
         middle = records[1000][0]
