@@ -27,9 +27,8 @@ from ..model.host import Host
 from ..placement.server import Statistics, answer_calls
 from .channel_tls import TlsDialer, TlsListener
 from .forwarding import ClusterPeers
-from .options import shown, split_address
 from .jetstream import STREAM, ClusterError, JetStream, open_jetstream
-from .options import ClusterOptions
+from .options import ClusterOptions, shown, split_address
 from .ownership import Ownership
 from .replication import Replicator
 from .shards import LOG_KEY, NODE_KEY, ClusterShards
