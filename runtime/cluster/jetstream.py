@@ -1,84 +1,59 @@
-"""``JetStream``: Roost's trio-facing view of NATS JetStream (with ``snapshot_store``, the
-only modules that import nats-py).
+"""``JetStream``: Roost's trio-facing view of NATS JetStream (with ``kv``, ``nats_setup``
+and ``snapshot_store``, the only modules that import nats-py).
 
 It owns the stream ``ROOST`` (a subject per partition: appends fenced by the expected last
-subject sequence, reads, purges) and the KV buckets ``roost_leases`` and ``roost_nodes``
-(compare-and-set writes, reads from the leader, a watched table), and creates the object
-store ``roost_snapshots``. nats-py runs on an
-``AsyncioThread``; every call has its own time limit and raises ``NatsUnavailable`` past it.
+subject sequence, reads, purges) and, through the ``kv.KeyValue`` mixin, the KV buckets
+``roost_leases`` and ``roost_nodes`` (compare-and-set writes, reads from the leader, a
+watched table); ``nats_setup`` creates or checks them and the object store
+``roost_snapshots`` when it connects. nats-py runs on an ``AsyncioThread``; every call has
+its own time limit and raises ``NatsUnavailable`` past it.
 It decides nothing about ownership: refusals are resolved (docs/cluster.md, "What a refusal
-means") and reported, never acted on.
-
-Errors::
-
-    ClusterError
-    ├── NatsUnavailable     no answer within the call's limit (an append's outcome is unknown)
-    ├── Fenced              the subject's last record is another writer's (.last)
-    ├── Conflict            a KV compare-and-set was refused
-    └── ClusterSetupError   the existing stream or a bucket does not match the configuration
+means") and reported, never acted on; ``nats_errors`` has what it raises.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
-import threading
-import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, TypeVar
 
 import nats
 import nats.errors
 import nats.js.errors
 import trio
-from nats.js.api import ConsumerConfig, DeliverPolicy, Header, ObjectStoreConfig, StorageType, StreamConfig
+from nats.js.api import ConsumerConfig, DeliverPolicy, Header
 
 from .bridge import AsyncioThread
+from .kv import BUCKETS, LEASES, NODES, Entry, KeyValue
+from .nats_errors import (
+    NO_MESSAGE_FOUND,
+    REFUSALS,
+    WRONG_LAST_SEQUENCE_IN_PROCESS,
+    ClusterError,
+    ClusterSetupError,
+    Conflict,
+    Fenced,
+    NatsUnavailable,
+)
+from .nats_setup import SNAPSHOTS, STREAM, ensure_bucket, ensure_object_store, ensure_stream, retry
 from .options import shown
 
-STREAM = "ROOST"
-LEASES = "roost_leases"
-NODES = "roost_nodes"
-BUCKETS = (LEASES, NODES)
-SNAPSHOTS = "roost_snapshots"  # an object store: the partitions' snapshots (snapshot_store)
-DUPLICATE_WINDOW_SECONDS = 120.0
-# how long the server keeps the delete marker it writes when a key's per-message TTL expires
-MARKER_TTL_SECONDS = 60.0
-WRONG_LAST_SEQUENCE = 10071  # "wrong last sequence: N"
-# "wrong last sequence" without N: the leader refuses while another write to the subject is
-# still being proposed, before it knows whether that one lands
-WRONG_LAST_SEQUENCE_IN_PROCESS = 10164
-REFUSALS = (WRONG_LAST_SEQUENCE, WRONG_LAST_SEQUENCE_IN_PROCESS)
-NO_MESSAGE_FOUND = 10037
-STREAM_NAME_IN_USE = 10058
-DUPLICATE_IN_PROCESS = 10158
-NO_SUITABLE_PEERS = 10005
+__all__ = [  # what the other modules of the cluster import from here
+    "BUCKETS", "LEASES", "NODES", "SNAPSHOTS", "STREAM", "ClusterError", "ClusterSetupError", "Conflict",
+    "Entry", "Fenced", "JetStream", "NatsUnavailable", "open_jetstream", "subject",
+]  # fmt: skip
+
 MAX_REFUSALS_RESENT = 5  # pausing 10, 20, 40, 80 ms between them
 REFUSAL_PAUSE_SECONDS = 0.01
-RETRY_PAUSE_SECONDS = 0.05
 READ_BATCH_RECORDS = 1000  # a read's time limit is timeout_seconds per batch
 OPEN_TIMEOUT_FACTOR = 5  # connecting and setting up may take 5 calls' limits
 # the trio side waits this much longer than the loop's own limit, so that the loop's answer
 # (with its cause) normally wins, and a wedged loop still cannot hang trio
 GUARD_SECONDS = 0.5
-
-_KV_OPERATION = "KV-Operation"
-_KV_DELETED = ("DEL", "PURGE")
-_MARKER_REASON = "Nats-Marker-Reason"
-_TRANSIENT = (
-    nats.errors.TimeoutError,
-    nats.errors.ConnectionClosedError,
-    nats.errors.ConnectionReconnectingError,
-    nats.errors.NoRespondersError,
-    nats.errors.NoServersError,
-    nats.errors.StaleConnectionError,
-    nats.errors.OutboundBufferLimitError,
-    nats.js.errors.NoStreamResponseError,
-)
 
 log = logging.getLogger("roost.cluster")
 T = TypeVar("T")
@@ -89,71 +64,13 @@ def subject(partition: int) -> str:
     return f"roost.p.{partition:02d}"
 
 
-class ClusterError(Exception):
-    """Base of the errors of the NATS layer."""
-
-
-class NatsUnavailable(ClusterError, TimeoutError):
-    """NATS did not answer within the call's time limit, or is unreachable. For an append or
-    a KV write the outcome is unknown: it may have landed."""
-
-
-class Fenced(ClusterError):
-    """An append was refused: the subject's last record, at ``last``, is not the expected one
-    and not ours. Another writer appended since."""
-
-    def __init__(self, partition: int, expected: int, last: int) -> None:
-        super().__init__(
-            f"{subject(partition)}: expected last sequence {expected}, the log's is {last} (another writer's)"
-        )
-        self.last = last
-
-
-class Conflict(ClusterError):
-    """A KV compare-and-set was refused: the key's revision is not the one given (after
-    resolving spurious refusals)."""
-
-
-class ClusterSetupError(ClusterError):
-    """The existing stream or bucket does not match what Roost is configured for."""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A KV key's value at a revision; ``value`` None means deleted or purged."""
-
-    key: str
-    value: bytes | None
-    revision: int
-    seen_at: float  # time.monotonic() when this node first saw this revision (via its watch)
-
-
-@dataclass(slots=True)
-class _Stored:
-    revision: int
-    value: bytes | None
-    msg_id: str | None
-
-
 @dataclass(slots=True)
 class _Read:
     subscription: Any
     target: int
 
 
-def _transient_api_error(exc: nats.js.errors.APIError) -> bool:
-    # 503: no leader now, JetStream temporarily unavailable; 10158: an earlier attempt with
-    # this message id is still being proposed, and will be answered as a duplicate once done;
-    # 10005: creating a replicated stream while a server is (or looks) offline
-    return exc.code == 503 or exc.err_code in (DUPLICATE_IN_PROCESS, NO_SUITABLE_PEERS)
-
-
-def _log_failure(task: asyncio.Task[None]) -> None:
-    if not task.cancelled() and task.exception() is not None:
-        log.error("a KV watch stopped; its table no longer changes", exc_info=task.exception())
-
-
-class JetStream:
+class JetStream(KeyValue):
     """The connection's calls; built by ``open_jetstream``. Every async method is a trio
     checkpoint, has its own time limit (``timeout_seconds`` unless said) and raises
     ``NatsUnavailable`` past it; cancelling the caller cancels the NATS call."""
@@ -168,11 +85,7 @@ class JetStream:
         # a digest of its creation time. Snapshots and local copies belong to one of them.
         self.log_incarnation = ""
         self._js: Any = None
-        self._watchers: list[Any] = []
-        self._pumps: list[asyncio.Task[None]] = []
-        self._lock = threading.Lock()
-        self._tables: dict[str, dict[str, Entry]] = {bucket: {} for bucket in BUCKETS}
-        self._changed_events: dict[str, trio.Event] = {bucket: trio.Event() for bucket in BUCKETS}
+        self._init_buckets()
         self.statistics: dict[str, int] = dict.fromkeys(
             (
                 "appends",
@@ -256,49 +169,6 @@ class JetStream:
         record is always kept (``sequence`` is capped at it), so that the fence still holds."""
         await self._call(self._timeout, self._purge_up_to, subject(partition), sequence)
 
-    async def kv_create(self, bucket: str, key: str, value: bytes, *, ttl_seconds: float | None = None) -> int:
-        """Create ``key`` (also over a deleted or purged one); return its revision. Raises
-        ``Conflict`` if it holds a live value. ``ttl_seconds``: the server deletes it after."""
-        return await self._call(self._timeout, self._kv_write, bucket, key, value, 0, None, ttl_seconds, True)
-
-    async def kv_update(
-        self, bucket: str, key: str, value: bytes, *, revision: int, ttl_seconds: float | None = None
-    ) -> int:
-        """Set ``key`` if its revision is still ``revision``; return the new revision. Raises
-        ``Conflict`` otherwise."""
-        return await self._call(self._timeout, self._kv_write, bucket, key, value, revision, None, ttl_seconds, False)
-
-    async def kv_delete(self, bucket: str, key: str, *, revision: int) -> None:
-        """Delete ``key`` if its revision is still ``revision``; raises ``Conflict`` otherwise."""
-        await self._call(self._timeout, self._kv_write, bucket, key, b"", revision, "DEL", None, False)
-
-    async def kv_get(self, bucket: str, key: str) -> Entry | None:
-        """The key's current entry, read from the bucket's leader (not the watch); None if the
-        key never existed or its delete marker is gone; ``value`` None if deleted."""
-        stored = await self._call(self._timeout, self._kv_read, bucket, key)
-        if stored is None:
-            return None
-        with self._lock:
-            seen = self._tables[bucket].get(key)
-        seen_at = seen.seen_at if seen is not None and seen.revision == stored.revision else time.monotonic()
-        return Entry(key, stored.value, stored.revision, seen_at)
-
-    def entries(self, bucket: str) -> dict[str, Entry]:
-        """A copy of the bucket's watched table, key -> entry (deleted keys with value None).
-        Does not block and is not a checkpoint; safe from any thread."""
-        with self._lock:
-            return dict(self._tables[bucket])
-
-    async def wait_changed(self, bucket: str, timeout: float) -> None:
-        """Return when the bucket's watched table changes next, or after ``timeout`` seconds."""
-        event = self._changed_events[bucket]
-        with trio.move_on_after(timeout):
-            await event.wait()
-
-    def _changed(self, bucket: str) -> None:
-        event, self._changed_events[bucket] = self._changed_events[bucket], trio.Event()
-        event.set()
-
     # --- the asyncio side: opening and closing ---------------------------------------------
 
     async def _limited(self, limit: float, coro_fn: Callable[..., Awaitable[T]], *args: Any) -> T:
@@ -335,105 +205,12 @@ class JetStream:
         except (nats.errors.Error, OSError) as exc:
             raise NatsUnavailable(f"cannot connect to NATS at {shown(servers)}: {exc!r}") from exc
         self._js = self._nc.jetstream(timeout=self._timeout)
-        await self._ensure_stream(replicas)
+        self.log_incarnation = await ensure_stream(self._js, replicas)
         for bucket in BUCKETS:
-            await self._ensure_bucket(bucket, replicas)
-        await self._ensure_object_store(SNAPSHOTS, replicas)
+            await ensure_bucket(self._js, bucket, replicas)
+        await ensure_object_store(self._js, SNAPSHOTS, replicas)
         for bucket in BUCKETS:
             await self._watch(bucket)
-
-    async def _stream_info(self, name: str) -> Any:
-        try:
-            return await self._retry(self._js.stream_info, name)
-        except nats.js.errors.NotFoundError:
-            return None
-
-    async def _ensure(self, name: str, what: str, create: Callable[[], Awaitable[Any]], replicas: int) -> Any:
-        info = await self._stream_info(name)
-        if info is None:
-            try:
-                info = await self._retry(create)
-            except nats.js.errors.APIError as exc:
-                if exc.err_code != STREAM_NAME_IN_USE:  # another node created it meanwhile
-                    raise ClusterSetupError(f"cannot create {what}: {exc.description}") from exc
-                info = await self._stream_info(name)
-        config = info.config
-        if config.storage != StorageType.FILE:
-            storage = getattr(config.storage, "value", config.storage)
-            raise ClusterSetupError(
-                f"{what} has {storage} storage; Roost needs file storage. Storage cannot be "
-                f"changed in place: back it up, delete it (nats stream rm {name}) and let Roost create it"
-            )
-        if config.num_replicas != replicas:
-            raise ClusterSetupError(
-                f"{what} has {config.num_replicas} replicas, Roost is configured for {replicas}: "
-                f"run `nats stream edit {name} --replicas {replicas}` or start Roost with --replicas {config.num_replicas}"
-            )
-        return info
-
-    async def _ensure_stream(self, replicas: int) -> None:
-        config = StreamConfig(
-            name=STREAM,
-            subjects=["roost.p.*"],
-            storage=StorageType.FILE,
-            num_replicas=replicas,
-            duplicate_window=DUPLICATE_WINDOW_SECONDS,
-        )
-        info = await self._ensure(STREAM, f"the stream {STREAM}", lambda: self._js.add_stream(config), replicas)
-        created = info.created.isoformat() if info.created is not None else ""
-        self.log_incarnation = hashlib.blake2b(created.encode(), digest_size=4).hexdigest()
-
-    async def _ensure_bucket(self, bucket: str, replicas: int) -> None:
-        async def create() -> Any:
-            await self._js.create_key_value(
-                bucket=bucket,
-                history=1,
-                storage=StorageType.FILE,
-                replicas=replicas,
-                limit_marker_ttl=MARKER_TTL_SECONDS,
-            )
-            return await self._js.stream_info(f"KV_{bucket}")
-
-        await self._ensure(f"KV_{bucket}", f"the KV bucket {bucket}", create, replicas)
-
-    async def _ensure_object_store(self, bucket: str, replicas: int) -> None:
-        async def create() -> Any:
-            config = ObjectStoreConfig(storage=StorageType.FILE, replicas=replicas)
-            await self._js.create_object_store(bucket, config=config)
-            return await self._js.stream_info(f"OBJ_{bucket}")
-
-        await self._ensure(f"OBJ_{bucket}", f"the object store {bucket}", create, replicas)
-
-    async def _watch(self, bucket: str) -> None:
-        kv = await self._retry(self._js.key_value, bucket)
-        watcher = await self._retry(kv.watchall)
-        self._watchers.append(watcher)
-        initial = asyncio.Event()
-
-        async def pump() -> None:
-            async for update in watcher:
-                if update is None:  # the end of the initial values
-                    initial.set()
-                    continue
-                deleted = update.operation in _KV_DELETED
-                self._record(bucket, update.key, None if deleted else update.value, update.revision)
-
-        task = asyncio.get_running_loop().create_task(pump())
-        task.add_done_callback(_log_failure)
-        self._pumps.append(task)
-        await initial.wait()
-
-    def _record(self, bucket: str, key: str, value: bytes | None, revision: int) -> None:
-        with self._lock:
-            table = self._tables[bucket]
-            seen = table.get(key)
-            if seen is not None and seen.revision >= revision:
-                return
-            table[key] = Entry(key, value, revision, time.monotonic())
-        try:
-            self._token.run_sync_soon(self._changed, bucket)
-        except trio.RunFinishedError:
-            pass
 
     async def _close(self) -> None:
         for pump in self._pumps:
@@ -458,19 +235,12 @@ class JetStream:
     async def _retry(
         self, coro_fn: Callable[..., Awaitable[T]], *args: Any, counter: str | None = None, **kwargs: Any
     ) -> T:
-        """``coro_fn`` again while NATS is briefly unavailable (a reconnect, an election),
-        until the call's limit cancels it; other errors propagate."""
-        while True:
-            try:
-                return await coro_fn(*args, **kwargs)
-            except nats.js.errors.APIError as exc:
-                if not _transient_api_error(exc):
-                    raise
-            except _TRANSIENT:
-                pass
-            if counter is not None:
-                self.statistics[counter] += 1
-            await asyncio.sleep(RETRY_PAUSE_SECONDS)
+        """``nats_setup.retry``, counting each retry under ``counter``."""
+        on_retry = None if counter is None else partial(self._count, counter)
+        return await retry(coro_fn, *args, on_retry=on_retry, **kwargs)
+
+    def _count(self, counter: str) -> None:
+        self.statistics[counter] += 1
 
     async def _get_message(self, stream: str, **query: Any) -> Any:
         """A stream message through the stream's leader (never a direct get, which a replica
@@ -521,7 +291,7 @@ class JetStream:
                 following = await self._get_message(STREAM, seq=expected + 1, subject=name, next=True)
                 if following is not None and (following.headers or {}).get(Header.MSG_ID) == msg_id:
                     return following.seq
-                raise Fenced(partition, expected, last_sequence)
+                raise Fenced(name, expected, last_sequence)
             refusals += 1
             why = f"{name}: append refused although the last sequence is still {expected}"
             await self._after_refusal(code, refusals, "", why)
@@ -572,62 +342,6 @@ class JetStream:
         upto = min(sequence, last)
         if upto > 1:
             await self._retry(self._js.purge_stream, STREAM, seq=upto, subject=name)
-
-    async def _kv_read(self, bucket: str, key: str) -> _Stored | None:
-        msg = await self._get_message(f"KV_{bucket}", subject=f"$KV.{bucket}.{key}")
-        if msg is None:
-            return None
-        headers = msg.headers or {}
-        # a delete or purge, or the marker the server leaves where a message's TTL expired
-        deleted = headers.get(_KV_OPERATION) in _KV_DELETED or _MARKER_REASON in headers
-        value = None if deleted else (msg.data or b"")
-        return _Stored(msg.seq, value, headers.get(Header.MSG_ID))
-
-    async def _kv_write(
-        self,
-        bucket: str,
-        key: str,
-        value: bytes,
-        revision: int,
-        operation: str | None,
-        ttl_seconds: float | None,
-        create: bool,
-    ) -> int:
-        # a message id per logical write: a retry after a lost ack is a duplicate, and finding
-        # it as the key's current message proves that the write landed
-        msg_id = uuid.uuid4().hex
-        refusals = 0
-        while True:
-            headers = {Header.EXPECTED_LAST_SUBJECT_SEQUENCE: str(revision), Header.MSG_ID: msg_id}
-            if operation is not None:
-                headers[_KV_OPERATION] = operation
-            try:
-                ack = await self._retry(
-                    self._js.publish,
-                    f"$KV.{bucket}.{key}",
-                    value,
-                    timeout=self._attempt,
-                    headers=headers,
-                    msg_ttl=ttl_seconds,
-                )
-                return ack.seq
-            except nats.js.errors.APIError as exc:
-                if exc.err_code not in REFUSALS:
-                    raise ClusterError(f"{bucket}/{key}: write refused: {exc.description}") from exc
-                code = exc.err_code
-            current = await self._kv_read(bucket, key)
-            if current is not None and current.msg_id == msg_id:
-                return current.revision
-            if create and current is not None and current.value is None and current.revision != revision:
-                revision = current.revision  # created over a delete marker: expect the marker
-                continue
-            current_revision = 0 if current is None else current.revision
-            if current_revision != revision:
-                what = "exists" if create else f"is at revision {current_revision}, not {revision}"
-                raise Conflict(f"{bucket}/{key} {what}")
-            refusals += 1
-            why = f"{bucket}/{key}: write refused although the revision is still {revision}"
-            await self._after_refusal(code, refusals, "kv_", why)
 
     async def _after_refusal(self, code: int, refusals: int, prefix: str, what: str) -> None:
         """A refusal although the expected record is still the last one. Mostly another
