@@ -7,7 +7,7 @@ import sys
 import pytest
 import trio
 
-from runtime import Actor, ActorResetError, open_runtime
+from runtime import Actor, ActorResetError, StorageError, open_runtime
 from runtime.testing import inject_commit_failure, run_in_actor
 
 
@@ -112,6 +112,25 @@ def test_a_part_that_fails_while_writing_together_is_left_out_alone(data_dir):
         assert [writes for writes, _ in failed] == [bad]
         assert env.get(b"g" * 40, b"n") == b"1"
         assert env.get(b"h" * 40, b"n") == b"2"
+    finally:
+        env.close()
+
+
+def test_with_a_log_position_a_part_that_fails_fails_the_whole_commit(data_dir):
+    """A cluster's commit carries its log position: written only with every actor's part,
+    so the local copy is always the log up to that position."""
+    from runtime.durability.env import ActorWrites, Environment
+
+    env = Environment(data_dir, map_size_bytes=1 << 24, max_map_size_bytes=1 << 24)
+    try:
+        good = ActorWrites(b"g" * 40, values={b"n": b"1"})
+        bad = ActorWrites(b"b" * 600, values={b"n": b"1"})  # LMDB refuses the key
+        with pytest.raises(StorageError, match="none of the commit was"):
+            env.apply_batch([good, bad], meta={b"cluster/applied/07": b"42"})
+        assert env.get(b"g" * 40, b"n") is None
+        assert env.get_meta(b"cluster/applied/07") is None
+        assert env.apply_batch([good], meta={b"cluster/applied/07": b"42"}) == []
+        assert env.get_meta(b"cluster/applied/07") == b"42"
     finally:
         env.close()
 

@@ -26,6 +26,7 @@ from functools import partial
 import trio
 
 from ..durability.partitions import partition_of
+from ..errors import StorageError
 from ..model.host import Host
 from . import records
 from .jetstream import LEASES, ClusterError, Conflict, Entry, Fenced, JetStream, NatsUnavailable
@@ -77,7 +78,6 @@ class Ownership:
         self.owned: dict[int, Owned] = {}
         self._rescan_alarms = rescan_alarms
         self._taking: set[int] = set()
-        self._replay_from_start: set[int] = set()
         self.statistics = {"takeovers": 0, "hand_offs": 0, "lost": 0, "records_replayed": 0}
 
     # -- the loop ---------------------------------------------------------------------------
@@ -227,7 +227,7 @@ class Ownership:
         """Apply every record after the local copy's position, up to ``upto``; from the
         latest snapshot if the log was trimmed past that position."""
         env = self.shards.shard.env
-        after = 0 if partition in self._replay_from_start else self.shards.applied(partition)
+        after = self.shards.applied(partition)
         replayed = 0
         for _ in range(CATCH_UP_ATTEMPTS):
             if not await self.snapshots.intact_after(partition, after):
@@ -243,7 +243,6 @@ class Ownership:
             raise ClusterError(f"partition {partition}: its log was trimmed during each of {CATCH_UP_ATTEMPTS} reads")
         if after < upto:
             await trio.to_thread.run_sync(lambda: env.apply_batch([], meta={applied_key(partition): b"%d" % upto}))
-        self._replay_from_start.discard(partition)
         self.statistics["records_replayed"] += replayed
         return replayed
 
@@ -255,20 +254,19 @@ class Ownership:
             chunk = found[start : start + CATCH_UP_RECORDS_PER_TRANSACTION]
             writes = [w for _, payload in chunk for w in records.decode(payload).writes]
             meta = {applied_key(partition): b"%d" % chunk[-1][0]}
-            failed = await trio.to_thread.run_sync(partial(env.apply_batch, writes, meta=meta))
-            if failed:
-                raise ClusterError(f"partition {partition}: a record could not be applied: {failed[0][1]}")
+            try:
+                await trio.to_thread.run_sync(partial(env.apply_batch, writes, meta=meta))
+            except StorageError as exc:  # whole or nothing: the copy stays at the last record applied
+                raise ClusterError(f"partition {partition}: a record could not be applied: {exc}") from None
 
     # -- giving partitions up ---------------------------------------------------------------
 
-    def give_up(self, partition: int, reason: str, *, replay_from_start: bool = False, planned: bool = False) -> None:
+    def give_up(self, partition: int, reason: str, *, planned: bool = False) -> None:
         """Stop serving ``partition`` now and reset its live actors (it may be taken again);
         ``planned``: a hand-off, not a loss."""
         if self.owned.pop(partition, None) is None:
             return
         self.shards.stop_serving(partition)
-        if replay_from_start:
-            self._replay_from_start.add(partition)
         count = self.shards.partitions
         reset = self.host.reset_where(
             lambda prefix: partition_of(prefix, count) == partition, f"partition {partition} moved: {reason}"

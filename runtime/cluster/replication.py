@@ -127,5 +127,5 @@ class Replicator:
     def not_applied(self, work: list[ActorWrites]) -> None:
         partitions = {partition_of(writes.prefix, self._shards.partitions) for writes in work}
         for partition in sorted(partitions):
-            log.error("partition %d: a replicated commit could not be applied to LMDB; replaying its log", partition)
-            self._give_up(partition, "its local copy lags the log", replay_from_start=True)
+            log.error("partition %d: a replicated commit failed in LMDB; it catches up from the log", partition)
+            self._give_up(partition, "its local copy lags the log")

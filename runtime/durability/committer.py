@@ -279,8 +279,9 @@ class Committer:
             else:
                 refused = {id(writes) for writes, _ in replicated.refused}
                 accepted = [writes for writes in commit.work if id(writes) not in refused]
-                failed = self._env.apply_batch(accepted, self.fault, filled, meta=replicated.meta)
-                commit.failed_parts = [*replicated.refused, *failed]
+                # Whole or nothing, with the log positions: a failed part fails the commit.
+                self._env.apply_batch(accepted, self.fault, filled, meta=replicated.meta)
+                commit.failed_parts = list(replicated.refused)
         except BaseException as exc:
             commit.error = exc
         finally:
@@ -304,9 +305,6 @@ class Committer:
         """A finished commit: grow the map and retry it, or report it to its writers."""
         error = commit.error
         if error is None:
-            replicated = commit.replicated
-            if replicated is not None and self.replicator is not None and len(commit.failed_parts) > len(replicated.refused):
-                self.replicator.not_applied([writes for writes, _ in commit.failed_parts[len(replicated.refused) :]])
             self._complete(commit, commit.failed_parts)
             return
         if isinstance(error, MapFull):

@@ -203,7 +203,9 @@ class Environment:
         meta: dict[bytes, bytes] | None = None,
     ) -> list[tuple[ActorWrites, Exception]]:
         """Commit every actor's writes in one durable transaction, with ``meta``'s records
-        (a cluster's applied log positions) in the same one.
+        (a cluster's applied log positions) in the same one. With ``meta`` the commit is
+        whole or nothing (``StorageError`` if one actor's part fails): a position is true
+        only of a copy that holds every write up to it.
 
         Returns the actors whose own part failed (their writes are not in the commit): the
         writes go in together, and only if one actor's part fails are they applied again one
@@ -218,6 +220,11 @@ class Environment:
                 try:
                     if fault is not None or not self._fill_together(txn, batch):
                         failed = self._fill_apart(txn, batch, fault)
+                        if failed and meta:
+                            raise StorageError(
+                                f"an actor's writes could not be applied ({failed[0][1]}), so none of"
+                                " the commit was: its log position would not be true"
+                            )
                     for key, value in (meta or {}).items():
                         txn.put(key, value, db=self.meta)
                 finally:
