@@ -14,6 +14,7 @@ or, for P = 0, when no snapshot exists (nothing is trimmed before one is stored)
 from __future__ import annotations
 
 import logging
+import time
 from functools import partial
 
 import trio
@@ -27,6 +28,10 @@ from .snapshot_store import Snapshot, SnapshotStore
 
 log = logging.getLogger("roost.cluster")
 
+# After a snapshot fails (NATS unreachable, say), its partition waits this long for the next
+# try: each try reads the whole local copy.
+RETRY_PAUSE_SECONDS = 30.0
+
 
 def _in_partition(partition: int, count: int, prefix: bytes) -> bool:
     return partition_of(prefix, count) == partition
@@ -39,26 +44,34 @@ class Snapshots:
         self._shards = shards
         self.every_records = every_records
         self._taking: set[int] = set()
+        self._failed_at: dict[int, float] = {}  # partition -> time.monotonic() of its last failure
         self.statistics = {"snapshots_taken": 0, "snapshots_loaded": 0, "snapshot_bytes": 0}
 
     # -- taking them --------------------------------------------------------------------------
 
     def start_due(self, owned: dict[int, Owned], nursery: trio.Nursery) -> None:
-        """Start a snapshot of each ready partition that has gathered enough records."""
+        """Start a snapshot of each ready partition that has gathered enough records (and
+        whose last try did not fail within ``RETRY_PAUSE_SECONDS``)."""
+        now = time.monotonic()
         for partition, mine in owned.items():
-            if mine.ready and mine.since_snapshot >= self.every_records and partition not in self._taking:
-                self._taking.add(partition)
-                nursery.start_soon(self._snapshot, partition, mine)
+            if not mine.ready or mine.since_snapshot < self.every_records or partition in self._taking:
+                continue
+            if now - self._failed_at.get(partition, now - RETRY_PAUSE_SECONDS) < RETRY_PAUSE_SECONDS:
+                continue
+            self._taking.add(partition)
+            nursery.start_soon(self._snapshot, partition, mine)
 
     async def _snapshot(self, partition: int, mine: Owned) -> None:
         counted = mine.since_snapshot
         try:
             sequence = await self.take(partition)
         except (ClusterError, StorageError) as exc:
-            log.warning("partition %d: no snapshot this time: %s", partition, exc)
+            self._failed_at[partition] = time.monotonic()
+            log.warning("partition %d: no snapshot (next try in %g s): %s", partition, RETRY_PAUSE_SECONDS, exc)
             return
         finally:
             self._taking.discard(partition)
+        self._failed_at.pop(partition, None)
         mine.since_snapshot -= counted
         if sequence is not None:
             log.info(
@@ -71,11 +84,14 @@ class Snapshots:
     async def take(self, partition: int) -> int | None:
         """Snapshot the local copy of ``partition`` as applied now and trim its log below it;
         the snapshot's sequence, None if the latest stored one is as recent."""
+        latest = await self._store.latest(partition)  # first: it fails fast when NATS does
+        if self._shards.applied(partition) <= latest:
+            return None
         env = self._shards.shard.env
         belongs = partial(_in_partition, partition, self._shards.partitions)
         applied, rows = await trio.to_thread.run_sync(env.dump_where, belongs, applied_key(partition))
         sequence = 0 if applied is None else int(applied)
-        if sequence == 0 or sequence <= await self._store.latest(partition):
+        if sequence <= latest:
             return None
         size = await self._store.save(Snapshot(partition, sequence, rows))
         await self._jetstream.purge_up_to(partition, sequence)

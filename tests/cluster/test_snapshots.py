@@ -11,7 +11,8 @@ import nats
 import pytest
 import trio
 
-from runtime.cluster.jetstream import ClusterError, open_jetstream
+from runtime.cluster.jetstream import ClusterError, NatsUnavailable, open_jetstream
+from runtime.cluster.replication import Owned
 from runtime.cluster.shards import ClusterShards, applied_key
 from runtime.cluster.snapshot_store import Snapshot, SnapshotStore, decode, encode
 from runtime.cluster.snapshots import Snapshots
@@ -176,3 +177,27 @@ async def test_the_snapshots_of_an_earlier_stream_of_the_name_are_not_this_ones(
     await trio.to_thread.run_sync(asyncio.run, _delete_stream(jetstream_servers, "ROOST"))
     async with open_jetstream(jetstream_servers, timeout_seconds=TIMEOUT) as js:
         assert await SnapshotStore(js, TIMEOUT).latest(2) == 0
+
+
+class _Unreachable:
+    """A snapshot store whose NATS does not answer."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def latest(self, partition: int) -> int:
+        self.calls += 1
+        raise NatsUnavailable("NATS did not answer within 2 s")
+
+
+async def test_a_failed_snapshot_waits_before_its_next_try_and_reads_no_rows(copies):
+    owner = copies("owner")
+    store = _Unreachable()
+    snapshots = Snapshots(store, None, owner, every_records=10)
+    due = {5: Owned(epoch=1, revision=1, expected=0, deadline=0.0, since_snapshot=50, ready=True)}
+    async with trio.open_nursery() as nursery:
+        snapshots.start_due(due, nursery)
+    assert store.calls == 1 and due[5].since_snapshot == 50  # still due
+    async with trio.open_nursery() as nursery:
+        snapshots.start_due(due, nursery)  # within RETRY_PAUSE_SECONDS of the failure
+    assert store.calls == 1
