@@ -400,3 +400,33 @@ def test_a_second_process_with_a_live_nodes_name_is_refused_and_the_node_keeps_s
     assert "held by a live node" in done.stderr, done.stderr
     assert holder.alive and holder.status()["serving"]
     roost.wait_settled(every_node_serves=True)
+
+
+def test_a_node_stopped_with_sigterm_mid_load_hands_its_partitions_over_and_loses_nothing(
+    roost: RoostCluster, nats_cluster
+) -> None:
+    """A rolling restart's step: the node drains, lets its leases go (so the others need not
+    wait out the lease), exits 0, and comes back to take its home partitions again."""
+    names = [f"term{n}" for n in range(30)]
+    leaving = roost["c"]
+    load = Load(roost, names, connections=6, per_connection=200).start()
+    assert load.halfway.wait(60), load.result.summary()
+    assert leaving.stop() == 0, leaving.logs()
+    # Released at shutdown, not left to expire: within a fraction of the lease (3 s), no
+    # lease names the node any more.
+    deadline = time.monotonic() + LEASE_SECONDS / 2
+    while "c" in roost["a"].status()["owners"].values():
+        assert time.monotonic() < deadline, f"leases still name c: {roost['a'].status()['owners']}"
+        time.sleep(0.05)
+    result = load.join()
+    roost.wait_settled(timeout=TAKEOVER_TIMEOUT_SECONDS)
+    for node in roost.live():
+        assert_counts(roost, node.url, names, result)
+    leaving.start()
+    roost.wait_settled(every_node_serves=True)
+    before = values(roost["a"].url, names)
+    again = Load(roost, names, connections=6, per_connection=50).run()
+    assert again.unknown == Counter() and again.not_delivered == Counter(), f"{again.summary()}\n{roost.logs()}"
+    for node in roost.live():
+        assert values(node.url, names) == {n: before[n] + again.acked[n] for n in names}, node.name
+    assert_log_fenced(nats_cluster, roost)
