@@ -514,6 +514,17 @@ def _error_type(body: bytes) -> str:
         return body[:60].decode(errors="replace")
 
 
+def assert_calm_again(cluster: RoostCluster, names: list[str]) -> dict[str, int]:
+    """Once a fault has settled: a calm load through every node counts each increment
+    exactly, read back through every node. The values before that load."""
+    before = values(cluster.live()[0].url, names)
+    again = Load(cluster, names, connections=6, per_connection=50).run()
+    assert again.unknown == Counter() and again.not_delivered == Counter(), f"{again.summary()}\n{cluster.logs()}"
+    for node in cluster.live():
+        assert values(node.url, names) == {n: before[n] + again.acked[n] for n in names}, node.name
+    return before
+
+
 def check_counts(found: dict[str, int], result: LoadResult) -> list[str]:
     """Each counter holds at least its acknowledged increments and at most those plus its
     calls of unknown outcome; the counters that do not, with their figures."""

@@ -28,6 +28,7 @@ from cluster_nodes import (
     Load,
     LoadResult,
     RoostCluster,
+    assert_calm_again,
     check_counts,
     free_port,
     home,
@@ -182,11 +183,7 @@ def test_kill_9_of_a_node_mid_load_moves_its_partitions_and_loses_nothing(roost:
     assert len({json.dumps(v, sort_keys=True) for v in before.values()}) == 1, before
     # After the rejoin the cluster is calm again: each increment now counts exactly, on the
     # rejoined node's caught-up copy of the partitions it took back too.
-    again = Load(roost, names, connections=6, per_connection=50).run()
-    assert again.unknown == Counter() and again.not_delivered == Counter(), f"{again.summary()}\n{roost.logs()}"
-    expected = {name: before["a"][name] + again.acked[name] for name in names}
-    for node in roost.live():
-        assert values(node.url, names) == expected, node.name
+    assert_calm_again(roost, names)
     assert_log_fenced(nats_cluster, roost)
 
 
@@ -203,11 +200,7 @@ def test_a_node_killed_and_restarted_within_its_lease_takes_its_partitions_back(
     roost.wait_settled(every_node_serves=True)
     for node in roost.live():
         assert_counts(roost, node.url, names, result)
-    before = values(roost["a"].url, names)
-    again = Load(roost, names, connections=6, per_connection=50).run()
-    assert again.unknown == Counter() and again.not_delivered == Counter(), f"{again.summary()}\n{roost.logs()}"
-    for node in roost.live():
-        assert values(node.url, names) == {n: before[n] + again.acked[n] for n in names}, node.name
+    assert_calm_again(roost, names)
     assert_log_fenced(nats_cluster, roost)
 
 
@@ -424,9 +417,5 @@ def test_a_node_stopped_with_sigterm_mid_load_hands_its_partitions_over_and_lose
         assert_counts(roost, node.url, names, result)
     leaving.start()
     roost.wait_settled(every_node_serves=True)
-    before = values(roost["a"].url, names)
-    again = Load(roost, names, connections=6, per_connection=50).run()
-    assert again.unknown == Counter() and again.not_delivered == Counter(), f"{again.summary()}\n{roost.logs()}"
-    for node in roost.live():
-        assert values(node.url, names) == {n: before[n] + again.acked[n] for n in names}, node.name
+    assert_calm_again(roost, names)
     assert_log_fenced(nats_cluster, roost)

@@ -13,7 +13,17 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from cluster_nodes import LEASE_SECONDS, Client, Load, RoostCluster, RoostNode, check_counts, values, write_app
+from cluster_nodes import (
+    LEASE_SECONDS,
+    Client,
+    Load,
+    RoostCluster,
+    RoostNode,
+    assert_calm_again,
+    check_counts,
+    values,
+    write_app,
+)
 from log_checker import check_log
 
 NODES = ["a", "b", "c"]
@@ -81,11 +91,7 @@ def test_a_node_back_with_an_empty_data_directory_catches_up_from_the_snapshots(
         found = values(node.url, names)
         wrong = check_counts({n: found[n] - calm.acked[n] for n in names}, result)
         assert wrong == [], f"read through node {node.name}: {wrong}; {result.summary()}\n{roost.logs()}"
-    before = values(roost["a"].url, names)
-    again = Load(roost, names, connections=6, per_connection=50).run()
-    assert again.unknown == Counter() and again.not_delivered == Counter(), f"{again.summary()}\n{roost.logs()}"
-    for node in roost.live():
-        assert values(node.url, names) == {n: before[n] + again.acked[n] for n in names}, node.name
+    before = assert_calm_again(roost, names)
     assert all(before[n] >= acked[n] for n in names)
     report = check_log(nats_cluster.urls, trimmed=True)
     assert report.violations == [], "\n".join(report.violations[:30])
