@@ -238,3 +238,5 @@ def test_a_served_token_guards_the_routes_and_never_reaches_the_log(tmp_path):
         _, rest = process.communicate(timeout=30)
     assert process.returncode == 0
     assert "from-the-file" not in "".join(seen) + rest
+    # 13 characters: the start warns that such a token can be guessed, without showing it.
+    assert "the value of ADMIN_KEY has 13 characters" in "".join(seen)

@@ -44,6 +44,8 @@ from .operator_cli import run as run_operator_command
 from .supervisor import supervise
 
 log = logging.getLogger("roost.serve")
+# Below this an internal token draws a warning at start.
+MIN_TOKEN_CHARACTERS = 16
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -111,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
             len(config.vars),
             extra={"event": "config.loaded", "config": config.source},
         )
+        _warn_of_a_short_token(config)
         cluster_options = build_cluster_options(parser, args, config.cluster)
         if cluster_options is not None:
             _check_open_channel(config, cluster_options, allow_open=args.allow_open_internal_routes)
@@ -172,6 +175,20 @@ def _workers(text: str) -> int:
     if count < 1:
         raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, or auto, not {text!r}")
     return count
+
+
+def _warn_of_a_short_token(config: Config) -> None:
+    """A short internal token can be guessed: nothing limits how often a client tries one."""
+    name = config.http.internal_token
+    if name is not None and len(config.vars[name]) < MIN_TOKEN_CHARACTERS:
+        log.warning(
+            "[http] internal_token: the value of %s has %d characters; use at least %d random ones"
+            " (openssl rand -hex 16 gives 32)",
+            name,
+            len(config.vars[name]),
+            MIN_TOKEN_CHARACTERS,
+            extra={"event": "config.short_token"},
+        )
 
 
 def _check_protected_mode(config: Config, host: str, *, allow_open: bool) -> None:
