@@ -18,13 +18,12 @@ from typing import Any
 import msgpack
 import nats.js.errors
 
+from ..durability.env import Row
 from .jetstream import SNAPSHOTS, ClusterError, JetStream
 
 FORMAT = 1
 # A snapshot's transfer may take this many calls' limits, plus one more per MiB.
 TRANSFER_LIMIT_CALLS = 2
-
-Row = tuple[bytes, bytes, bytes]  # (database name, key, value), as Environment.dump yields
 
 
 @dataclass(frozen=True, slots=True)

@@ -25,6 +25,9 @@ from .lock import DirectoryLock
 
 # A value in a write set that means "delete this key".
 DELETE = None
+# A row of the actors' databases, as ``dump`` yields it: (database name, key, value).
+Row = tuple[bytes, bytes, bytes]
+Meta = dict[bytes, bytes]  # meta records: a cluster's applied log positions
 
 
 @dataclass(slots=True)
@@ -200,7 +203,7 @@ class Environment:
         fault: Callable[[ActorWrites | None], None] | None = None,
         filled: Callable[[], None] | None = None,
         *,
-        meta: dict[bytes, bytes] | None = None,
+        meta: Meta | None = None,
     ) -> list[tuple[ActorWrites, Exception]]:
         """Commit every actor's writes in one durable transaction, with ``meta``'s records
         (a cluster's applied log positions) in the same one. With ``meta`` the commit is
@@ -334,31 +337,25 @@ class Environment:
 
     # -- moving data between environments (``migrate``) and a cluster's snapshots ----------
 
-    def dump(self) -> Iterator[tuple[bytes, bytes, bytes]]:
+    def dump(self) -> Iterator[Row]:
         """Every (database name, key, value) of the actors' databases, in one read transaction."""
         with _failing("read"), self._env.begin() as txn:
             yield from self._rows(txn)
 
-    def dump_where(
-        self, belongs: Callable[[bytes], bool], meta_key: bytes
-    ) -> tuple[bytes | None, list[tuple[bytes, bytes, bytes]]]:
+    def dump_where(self, belongs: Callable[[bytes], bool], meta_key: bytes) -> tuple[bytes | None, list[Row]]:
         """The rows of the actors whose prefix ``belongs``, and the meta record ``meta_key``,
         read in one transaction (so they agree); a pass over every row."""
         with _failing("read"), self._env.begin() as txn:
             rows = [row for row in self._rows(txn) if belongs(keys.prefix_of_row(row[0], row[1]))]
             return txn.get(meta_key, db=self.meta), rows
 
-    def _rows(self, txn: lmdb.Transaction) -> Iterator[tuple[bytes, bytes, bytes]]:
+    def _rows(self, txn: lmdb.Transaction) -> Iterator[Row]:
         for name, db in ((keys.DB_KV, self.kv), (keys.DB_ACTORS, self.actors), (keys.DB_ALARMS, self.alarms)):
             for key, value in txn.cursor(db=db):
                 yield name, bytes(key), bytes(value)
 
     def load(
-        self,
-        rows: list[tuple[bytes, bytes, bytes]],
-        *,
-        replacing: Callable[[bytes], bool] | None = None,
-        meta: dict[bytes, bytes] | None = None,
+        self, rows: list[Row], *, replacing: Callable[[bytes], bool] | None = None, meta: Meta | None = None
     ) -> None:
         """Write ``rows`` (as ``dump`` yields them) and ``meta`` in one synced transaction,
         after deleting every row of the actors whose prefix ``replacing`` accepts."""
